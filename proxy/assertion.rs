@@ -1,0 +1,40 @@
+//! The identity assertion (SPEC §2.3): how handoff tells the IdP who the user is.
+//!
+//! A compact JWS (EdDSA by default) in a request header that handoff strips from
+//! every incoming request, so only handoff can put it there. Its claims tie it to
+//! one web client, one web session and one lineage, and it lives at most 60 s.
+
+use crate::app::Handoff;
+use crate::jws::new_jti;
+use crate::store::MintContext;
+use serde_json::json;
+
+/// What the assertion says, beyond the mint context.
+#[derive(Debug, Clone)]
+pub struct AssertionFacts<'a> {
+    /// The mint context of the redeemed token.
+    pub ctx: &'a MintContext,
+    /// The web session id.
+    pub sid: &'a str,
+    /// The web client (`client_id` of the authorize request).
+    pub web_client: &'a str,
+}
+
+/// Signs an assertion for `facts`; returns the compact JWS.
+pub fn sign(h: &Handoff, facts: &AssertionFacts<'_>) -> String {
+    let iat = h.clock.now_secs();
+    let claims = json!({
+        "iss": h.config.assertion.issuer,
+        "aud": h.config.assertion.audience,
+        "sub": facts.ctx.sub,
+        "iat": iat,
+        "exp": iat + h.config.assertion.ttl.as_secs(),
+        "jti": new_jti(),
+        "amr": ["session_transfer"],
+        "sid": facts.sid,
+        "lineage": facts.ctx.lineage.as_str(),
+        "client_id": facts.web_client,
+        "native_client_id": facts.ctx.native_client_id,
+    });
+    h.signer.sign(&claims)
+}

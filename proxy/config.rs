@@ -1,0 +1,770 @@
+//! The server configuration: one TOML file, validated at start into [`Config`].
+//!
+//! Layers (the river model): CLI flags name the file; the file is parsed into the
+//! raw `File*` structs (serde, unknown keys rejected); [`Config::from_toml`] checks
+//! every value and produces the one internal model that the rest of handoff uses.
+//! Nothing downstream parses strings. Every error names the file, the key and the
+//! reason (`handoff.toml: upstream.address: "idp:99999" is not host:port ...`).
+//!
+//! Policy (which clients may mint, lifetimes, binding) is *not* here: it lives in
+//! the rules file, which SREs reload live (see `handoff-rules`).
+
+use crate::secret::Secret;
+use ipnet::IpNet;
+use serde::Deserialize;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// A configuration error: which file, which key, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The file the error is in.
+    pub file: String,
+    /// The dotted key (or `line:col` position for syntax errors).
+    pub key: String,
+    /// What is wrong, and what was expected.
+    pub reason: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}: {}", self.file, self.key, self.reason)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// One public listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listener {
+    /// `ip:port` to bind.
+    pub addr: String,
+    /// Certificate chain and key (PEM) when this listener speaks HTTPS.
+    pub tls: Option<TlsFiles>,
+}
+
+/// PEM files for a TLS listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// Certificate chain.
+    pub cert: PathBuf,
+    /// Private key.
+    pub key: PathBuf,
+}
+
+/// What `Host` header the IdP receives on proxied requests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostHeader {
+    /// The browser's own `Host` (default: the IdP builds its URLs for the public host).
+    Preserve,
+    /// A fixed value.
+    Fixed(String),
+}
+
+/// The upstream identity provider.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    /// `host:port` of the IdP.
+    pub address: String,
+    /// Whether handoff speaks TLS to the IdP.
+    pub tls: bool,
+    /// SNI and certificate name for TLS to the IdP.
+    pub sni: String,
+    /// Extra CA bundle (PEM) to trust for the IdP's certificate.
+    pub ca_file: Option<PathBuf>,
+    /// The `Host` header proxied requests carry.
+    pub host_header: HostHeader,
+    /// Whether to set `X-Forwarded-For`, `-Proto` and `-Host` for the IdP.
+    pub forwarded_headers: bool,
+    /// Timeout for handoff's own calls to the IdP (mint, discovery, JWKS).
+    pub timeout: Duration,
+    /// Path of the IdP's OpenID discovery document.
+    pub discovery_path: String,
+    /// Expected `iss` of the IdP's id_tokens; by default the discovered issuer.
+    pub issuer: Option<String>,
+    /// How long the IdP's JWKS is cached.
+    pub jwks_cache_ttl: Duration,
+}
+
+impl Upstream {
+    /// Base URL for handoff's own calls to the IdP (`http://host:port`).
+    pub fn base_url(&self) -> String {
+        format!(
+            "{}://{}",
+            if self.tls { "https" } else { "http" },
+            self.address
+        )
+    }
+}
+
+/// Which store holds handoff's state.
+#[derive(Debug, Clone)]
+pub enum StoreConfig {
+    /// The embedded in-memory store: one instance only.
+    Memory,
+    /// Redis (required with more than one instance).
+    Redis {
+        /// `redis://[user:pass@]host:port[/db]` or `rediss://...`.
+        url: Secret,
+        /// Per-operation timeout.
+        timeout: Duration,
+        /// Prefix of every key handoff writes.
+        key_prefix: String,
+    },
+}
+
+/// How assertions are signed.
+#[derive(Debug, Clone)]
+pub enum SigningKey {
+    /// Ed25519 from a PKCS#8 file (`handoff keygen` writes one).
+    Ed25519File(PathBuf),
+    /// A fresh Ed25519 key for this process only (development: the IdP must
+    /// re-fetch the JWKS after every restart). Logged as a warning.
+    Ephemeral,
+    /// HS256 with a shared secret read from a file.
+    Hs256File(PathBuf),
+}
+
+/// The identity assertion handoff sends to the IdP (SPEC §2.3).
+#[derive(Debug, Clone)]
+pub struct AssertionConfig {
+    /// Header name (default `X-Handoff-Assertion`).
+    pub header: String,
+    /// `iss` claim.
+    pub issuer: String,
+    /// `aud` claim: the IdP.
+    pub audience: String,
+    /// Lifetime (≤ 60 s).
+    pub ttl: Duration,
+    /// Signing key.
+    pub key: SigningKey,
+}
+
+/// Cookie and parameter names of the wire contract (SPEC §2.2).
+#[derive(Debug, Clone)]
+pub struct Names {
+    /// Cookie the native app sets (default `auth0_session_transfer_token`).
+    pub cookie: String,
+    /// Other accepted cookie names (default `session_transfer_token`).
+    pub cookie_aliases: Vec<String>,
+    /// Query parameter (default `session_transfer_token`).
+    pub query_param: String,
+    /// The `__Host-` cookie that carries a query-delivered token across the 303.
+    pub redirect_cookie: String,
+}
+
+/// Paths handoff acts on.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    /// The IdP's token endpoint (mint requests arrive here).
+    pub token: String,
+    /// The IdP's revocation endpoint.
+    pub revocation: String,
+    /// Redemption entry points (default `/authorize`).
+    pub redemption: Vec<String>,
+    /// Where handoff's public JWKS is served.
+    pub jwks: String,
+}
+
+/// The admin listener.
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    /// `ip:port`, loopback by default; `None` disables it.
+    pub listen: Option<String>,
+    /// Bearer token that protects state-changing calls.
+    pub token: Option<Secret>,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Public listeners.
+    pub listeners: Vec<Listener>,
+    /// Worker threads of the public service.
+    pub threads: usize,
+    /// The public host of the IdP as browsers see it; the mint audience is
+    /// `urn:{public_host}:session_transfer`.
+    pub public_host: String,
+    /// Peers whose `X-Forwarded-For`/`Forwarded` are believed.
+    pub trusted_proxies: Vec<IpNet>,
+    /// Largest request body handoff reads itself (token endpoint), ≤ 64 KiB.
+    pub max_body_bytes: usize,
+    /// The IdP.
+    pub upstream: Upstream,
+    /// The store.
+    pub store: StoreConfig,
+    /// The assertion.
+    pub assertion: AssertionConfig,
+    /// Names.
+    pub names: Names,
+    /// Paths.
+    pub paths: Paths,
+    /// The rules file; `None` means built-in defaults (no client may mint).
+    pub rules_file: Option<PathBuf>,
+    /// Admin listener.
+    pub admin: AdminConfig,
+    /// Store-outage staleness bound for cached session state.
+    pub grace_period: Duration,
+}
+
+impl Config {
+    /// The `audience` value that marks a token request as a mint.
+    pub fn mint_audience(&self) -> String {
+        format!("urn:{}:session_transfer", self.public_host)
+    }
+
+    /// Reads and validates a config file. Relative paths inside it are relative to
+    /// the file's folder.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let name = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: name.clone(),
+            key: "(file)".into(),
+            reason: format!("cannot read: {e}"),
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Config::from_toml(&text, &name, base)
+    }
+
+    /// Parses and validates config text. `file` names it in errors; `base` is the
+    /// folder relative paths are resolved against.
+    pub fn from_toml(text: &str, file: &str, base: &Path) -> Result<Config, ConfigError> {
+        let raw: FileConfig = toml::from_str(text).map_err(|e| {
+            let key = match e.span() {
+                Some(span) => {
+                    let (line, col) = line_col(text, span.start);
+                    format!("{line}:{col}")
+                }
+                None => "(syntax)".into(),
+            };
+            ConfigError {
+                file: file.into(),
+                key,
+                reason: e.message().to_string(),
+            }
+        })?;
+        Validator { file, base }.validate(raw)
+    }
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+// ---- the file as written -------------------------------------------------------
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    #[serde(default)]
+    server: FileServer,
+    upstream: Option<FileUpstream>,
+    #[serde(default)]
+    store: FileStore,
+    #[serde(default)]
+    assertion: FileAssertion,
+    #[serde(default)]
+    names: FileNames,
+    #[serde(default)]
+    paths: FilePaths,
+    #[serde(default)]
+    rules: FileRules,
+    #[serde(default)]
+    admin: FileAdmin,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileServer {
+    listen: Option<Vec<String>>,
+    #[serde(default)]
+    tls: Vec<FileTls>,
+    threads: Option<usize>,
+    public_host: Option<String>,
+    #[serde(default)]
+    trusted_proxies: Vec<String>,
+    max_body_bytes: Option<usize>,
+    grace_period: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileTls {
+    listen: String,
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileUpstream {
+    address: String,
+    #[serde(default)]
+    tls: bool,
+    sni: Option<String>,
+    ca_file: Option<PathBuf>,
+    host_header: Option<String>,
+    forwarded_headers: Option<bool>,
+    timeout: Option<String>,
+    discovery_path: Option<String>,
+    issuer: Option<String>,
+    jwks_cache_ttl: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileStore {
+    kind: Option<String>,
+    url: Option<String>,
+    timeout: Option<String>,
+    key_prefix: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileAssertion {
+    header: Option<String>,
+    issuer: Option<String>,
+    audience: Option<String>,
+    ttl: Option<String>,
+    alg: Option<String>,
+    key_file: Option<PathBuf>,
+    secret_file: Option<PathBuf>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileNames {
+    cookie: Option<String>,
+    cookie_aliases: Option<Vec<String>>,
+    query_param: Option<String>,
+    redirect_cookie: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FilePaths {
+    token: Option<String>,
+    revocation: Option<String>,
+    redemption: Option<Vec<String>>,
+    jwks: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileRules {
+    file: Option<PathBuf>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileAdmin {
+    listen: Option<String>,
+    #[serde(default)]
+    disabled: bool,
+    token_file: Option<PathBuf>,
+}
+
+// ---- validation ----------------------------------------------------------------
+
+struct Validator<'a> {
+    file: &'a str,
+    base: &'a Path,
+}
+
+impl Validator<'_> {
+    fn err(&self, key: &str, reason: impl Into<String>) -> ConfigError {
+        ConfigError {
+            file: self.file.into(),
+            key: key.into(),
+            reason: reason.into(),
+        }
+    }
+
+    fn path(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base.join(p)
+        }
+    }
+
+    fn duration(&self, key: &str, v: Option<&str>, default: Duration) -> Result<Duration, ConfigError> {
+        match v {
+            None => Ok(default),
+            Some(s) => parse_duration(s).ok_or_else(|| {
+                self.err(key, format!("{s:?} is not a duration (expected e.g. \"50ms\", \"30s\", \"5m\", \"1h\")"))
+            }),
+        }
+    }
+
+    fn socket_addr(&self, key: &str, s: &str) -> Result<String, ConfigError> {
+        s.parse::<std::net::SocketAddr>()
+            .map(|a| a.to_string())
+            .map_err(|_| self.err(key, format!("{s:?} is not ip:port (e.g. \"0.0.0.0:8080\", \"[::]:8443\")")))
+    }
+
+    fn url_path(&self, key: &str, s: &str) -> Result<String, ConfigError> {
+        if s.starts_with('/') && !s.contains(['?', '#', ' ']) {
+            Ok(s.to_string())
+        } else {
+            Err(self.err(key, format!("{s:?} is not an absolute URL path (starting with '/', no query)")))
+        }
+    }
+
+    fn cookie_name(&self, key: &str, s: &str) -> Result<String, ConfigError> {
+        if is_token(s) {
+            Ok(s.to_string())
+        } else {
+            Err(self.err(key, format!("{s:?} is not a valid cookie or header name")))
+        }
+    }
+
+    fn validate(&self, raw: FileConfig) -> Result<Config, ConfigError> {
+        let s = raw.server;
+        let mut listeners = Vec::new();
+        let listen = s.listen.unwrap_or_else(|| {
+            if s.tls.is_empty() {
+                vec!["127.0.0.1:8080".to_string()]
+            } else {
+                vec![]
+            }
+        });
+        for (i, l) in listen.iter().enumerate() {
+            listeners.push(Listener {
+                addr: self.socket_addr(&format!("server.listen[{i}]"), l)?,
+                tls: None,
+            });
+        }
+        for (i, t) in s.tls.iter().enumerate() {
+            let key = format!("server.tls[{i}]");
+            let cert = self.path(&t.cert);
+            let tkey = self.path(&t.key);
+            for (what, p) in [("cert", &cert), ("key", &tkey)] {
+                if !p.is_file() {
+                    return Err(self.err(&format!("{key}.{what}"), format!("{} is not a readable file", p.display())));
+                }
+            }
+            listeners.push(Listener {
+                addr: self.socket_addr(&format!("{key}.listen"), &t.listen)?,
+                tls: Some(TlsFiles { cert, key: tkey }),
+            });
+        }
+        if listeners.is_empty() {
+            return Err(self.err("server.listen", "no listener: give server.listen or a [[server.tls]] entry"));
+        }
+        let threads = s.threads.unwrap_or(2);
+        if !(1..=256).contains(&threads) {
+            return Err(self.err("server.threads", "must be between 1 and 256"));
+        }
+        let public_host = s
+            .public_host
+            .ok_or_else(|| self.err("server.public_host", "missing: the IdP's public host name as browsers see it (e.g. \"login.example.com\")"))?;
+        if public_host.is_empty() || public_host.contains(['/', ' ', '@', '?', '#']) {
+            return Err(self.err("server.public_host", format!("{public_host:?} is not a host name (no scheme, no path)")));
+        }
+        let mut trusted_proxies = Vec::new();
+        for (i, n) in s.trusted_proxies.iter().enumerate() {
+            trusted_proxies.push(parse_net(n).ok_or_else(|| {
+                self.err(&format!("server.trusted_proxies[{i}]"), format!("{n:?} is not a network (CIDR like \"10.0.0.0/8\" or an address)"))
+            })?);
+        }
+        let max_body_bytes = s.max_body_bytes.unwrap_or(16 * 1024);
+        if !(1024..=64 * 1024).contains(&max_body_bytes) {
+            return Err(self.err("server.max_body_bytes", "must be between 1024 and 65536 (bodies handoff reads are replayed to the IdP from a 64 KiB buffer)"));
+        }
+        let grace_period = self.duration("server.grace_period", s.grace_period.as_deref(), Duration::from_secs(30))?;
+
+        let u = raw
+            .upstream
+            .ok_or_else(|| self.err("upstream", "missing: the [upstream] table with the IdP's address"))?;
+        let (host, _port) = split_host_port(&u.address)
+            .ok_or_else(|| self.err("upstream.address", format!("{:?} is not host:port", u.address)))?;
+        let host_header = match u.host_header.as_deref() {
+            None | Some("preserve") => HostHeader::Preserve,
+            Some(h) if !h.is_empty() && !h.contains(['/', ' ']) => HostHeader::Fixed(h.to_string()),
+            Some(h) => return Err(self.err("upstream.host_header", format!("{h:?}: expected \"preserve\" or a host name"))),
+        };
+        let ca_file = u.ca_file.as_deref().map(|p| self.path(p));
+        if let Some(p) = &ca_file {
+            if !p.is_file() {
+                return Err(self.err("upstream.ca_file", format!("{} is not a readable file", p.display())));
+            }
+        }
+        let upstream = Upstream {
+            sni: u.sni.unwrap_or_else(|| host.to_string()),
+            address: u.address.clone(),
+            tls: u.tls,
+            ca_file,
+            host_header,
+            forwarded_headers: u.forwarded_headers.unwrap_or(true),
+            timeout: self.duration("upstream.timeout", u.timeout.as_deref(), Duration::from_secs(5))?,
+            discovery_path: self.url_path(
+                "upstream.discovery_path",
+                u.discovery_path.as_deref().unwrap_or("/.well-known/openid-configuration"),
+            )?,
+            issuer: u.issuer,
+            jwks_cache_ttl: self.duration("upstream.jwks_cache_ttl", u.jwks_cache_ttl.as_deref(), Duration::from_secs(300))?,
+        };
+
+        let st = raw.store;
+        let store = match st.kind.as_deref() {
+            None if st.url.is_none() => StoreConfig::Memory,
+            Some("memory") => {
+                if st.url.is_some() {
+                    return Err(self.err("store.url", "given with kind = \"memory\"; remove it or set kind = \"redis\""));
+                }
+                StoreConfig::Memory
+            }
+            None | Some("redis") => {
+                let url = st.url.ok_or_else(|| self.err("store.url", "missing: kind = \"redis\" needs url = \"redis://host:port\""))?;
+                if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+                    return Err(self.err("store.url", "expected a redis:// or rediss:// URL"));
+                }
+                let timeout = self.duration("store.timeout", st.timeout.as_deref(), Duration::from_millis(50))?;
+                if timeout.is_zero() {
+                    return Err(self.err("store.timeout", "must be more than 0"));
+                }
+                let key_prefix = st.key_prefix.unwrap_or_else(|| "ho".into());
+                if key_prefix.is_empty() || key_prefix.contains(['{', '}', ' ']) {
+                    return Err(self.err("store.key_prefix", "must be non-empty, without braces or spaces"));
+                }
+                StoreConfig::Redis { url: Secret::new(url), timeout, key_prefix }
+            }
+            Some(other) => return Err(self.err("store.kind", format!("{other:?}: expected \"memory\" or \"redis\""))),
+        };
+
+        let a = raw.assertion;
+        let ttl = self.duration("assertion.ttl", a.ttl.as_deref(), Duration::from_secs(60))?;
+        if ttl.is_zero() || ttl > Duration::from_secs(60) {
+            return Err(self.err("assertion.ttl", "must be between 1s and 60s (SPEC §2.3)"));
+        }
+        let key = match a.alg.as_deref().unwrap_or("EdDSA") {
+            "EdDSA" => {
+                if a.secret_file.is_some() {
+                    return Err(self.err("assertion.secret_file", "only used with alg = \"HS256\""));
+                }
+                match a.key_file {
+                    Some(p) => SigningKey::Ed25519File(self.path(&p)),
+                    None => SigningKey::Ephemeral,
+                }
+            }
+            "HS256" => {
+                let p = a.secret_file.ok_or_else(|| self.err("assertion.secret_file", "missing: alg = \"HS256\" needs a file holding the shared secret (at least 32 bytes)"))?;
+                SigningKey::Hs256File(self.path(&p))
+            }
+            other => return Err(self.err("assertion.alg", format!("{other:?}: expected \"EdDSA\" or \"HS256\""))),
+        };
+        let assertion = AssertionConfig {
+            header: self.cookie_name("assertion.header", a.header.as_deref().unwrap_or("X-Handoff-Assertion"))?,
+            issuer: a.issuer.unwrap_or_else(|| format!("https://{public_host}/handoff")),
+            audience: a.audience.unwrap_or_else(|| format!("https://{public_host}")),
+            ttl,
+            key,
+        };
+
+        let n = raw.names;
+        let redirect_cookie = self.cookie_name("names.redirect_cookie", n.redirect_cookie.as_deref().unwrap_or("__Host-handoff_stt"))?;
+        if !redirect_cookie.starts_with("__Host-") {
+            return Err(self.err("names.redirect_cookie", "must start with __Host- (SPEC §2.2: no Domain, Path=/, Secure)"));
+        }
+        let mut cookie_aliases = Vec::new();
+        for (i, c) in n.cookie_aliases.unwrap_or_else(|| vec!["session_transfer_token".into()]).iter().enumerate() {
+            cookie_aliases.push(self.cookie_name(&format!("names.cookie_aliases[{i}]"), c)?);
+        }
+        let names = Names {
+            cookie: self.cookie_name("names.cookie", n.cookie.as_deref().unwrap_or("auth0_session_transfer_token"))?,
+            cookie_aliases,
+            query_param: self.cookie_name("names.query_param", n.query_param.as_deref().unwrap_or("session_transfer_token"))?,
+            redirect_cookie,
+        };
+
+        let p = raw.paths;
+        let mut redemption = Vec::new();
+        for (i, r) in p.redemption.unwrap_or_else(|| vec!["/authorize".into()]).iter().enumerate() {
+            redemption.push(self.url_path(&format!("paths.redemption[{i}]"), r)?);
+        }
+        let paths = Paths {
+            token: self.url_path("paths.token", p.token.as_deref().unwrap_or("/oauth/token"))?,
+            revocation: self.url_path("paths.revocation", p.revocation.as_deref().unwrap_or("/oauth/revoke"))?,
+            redemption,
+            jwks: self.url_path("paths.jwks", p.jwks.as_deref().unwrap_or("/.well-known/handoff/jwks.json"))?,
+        };
+
+        let rules_file = raw.rules.file.as_deref().map(|p| self.path(p));
+
+        let ad = raw.admin;
+        let token = match &ad.token_file {
+            None => None,
+            Some(p) => {
+                let p = self.path(p);
+                let t = std::fs::read_to_string(&p)
+                    .map_err(|e| self.err("admin.token_file", format!("cannot read {}: {e}", p.display())))?;
+                let t = t.trim().to_string();
+                if t.len() < 16 {
+                    return Err(self.err("admin.token_file", "the token must be at least 16 characters"));
+                }
+                Some(Secret::new(t))
+            }
+        };
+        let listen = if ad.disabled {
+            None
+        } else {
+            let l = self.socket_addr("admin.listen", ad.listen.as_deref().unwrap_or("127.0.0.1:9090"))?;
+            let ip: std::net::SocketAddr = l.parse().expect("validated above");
+            if !ip.ip().is_loopback() && token.is_none() {
+                return Err(self.err("admin.listen", format!("{l} is not a loopback address: set admin.token_file so the admin API is protected")));
+            }
+            Some(l)
+        };
+
+        Ok(Config {
+            listeners,
+            threads,
+            public_host,
+            trusted_proxies,
+            max_body_bytes,
+            upstream,
+            store,
+            assertion,
+            names,
+            paths,
+            rules_file,
+            admin: AdminConfig { listen, token },
+            grace_period,
+        })
+    }
+}
+
+/// True for an RFC 7230 token (header names, cookie names).
+fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+        })
+}
+
+fn split_host_port(s: &str) -> Option<(&str, u16)> {
+    let (host, port) = s.rsplit_once(':')?;
+    let port: u16 = port.parse().ok()?;
+    if host.is_empty() || port == 0 || host.contains(['/', ' ']) {
+        return None;
+    }
+    Some((host.trim_start_matches('[').trim_end_matches(']'), port))
+}
+
+/// Parses `"10.0.0.0/8"` or a bare address (as a /32 or /128).
+pub fn parse_net(s: &str) -> Option<IpNet> {
+    s.parse::<IpNet>()
+        .ok()
+        .or_else(|| s.parse::<std::net::IpAddr>().ok().map(IpNet::from))
+}
+
+/// Parses `"50ms"`, `"30s"`, `"5m"`, `"1h"`, `"1h30m"`.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    if s.is_empty() {
+        return None;
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(|b| b.is_ascii_digit()).count();
+        if digits == 0 || digits > 9 {
+            return None;
+        }
+        let n: u64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let unit = rest.bytes().take_while(|b| b.is_ascii_alphabetic()).count();
+        let d = match &rest[..unit] {
+            "ms" => Duration::from_millis(n),
+            "s" => Duration::from_secs(n),
+            "m" => Duration::from_secs(n * 60),
+            "h" => Duration::from_secs(n * 3600),
+            "d" => Duration::from_secs(n * 86400),
+            _ => return None,
+        };
+        total += d;
+        rest = &rest[unit..];
+    }
+    Some(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: &str = "[server]\npublic_host = \"login.example.com\"\n[upstream]\naddress = \"127.0.0.1:3000\"\n";
+
+    fn load(t: &str) -> Result<Config, ConfigError> {
+        Config::from_toml(t, "handoff.toml", Path::new("/etc/handoff"))
+    }
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let c = load(MIN).unwrap();
+        assert_eq!(c.mint_audience(), "urn:login.example.com:session_transfer");
+        assert_eq!(c.listeners[0].addr, "127.0.0.1:8080");
+        assert!(matches!(c.store, StoreConfig::Memory));
+        assert_eq!(c.names.cookie, "auth0_session_transfer_token");
+        assert_eq!(c.names.cookie_aliases, vec!["session_transfer_token"]);
+        assert_eq!(c.paths.redemption, vec!["/authorize"]);
+        assert_eq!(c.assertion.header, "X-Handoff-Assertion");
+        assert_eq!(c.admin.listen.as_deref(), Some("127.0.0.1:9090"));
+        assert_eq!(c.upstream.base_url(), "http://127.0.0.1:3000");
+    }
+
+    #[test]
+    fn errors_name_file_key_and_reason() {
+        let e = load("[server]\npublic_host = \"x\"\nlisten = [\"nope\"]\n[upstream]\naddress = \"a:1\"\n").unwrap_err();
+        assert_eq!(e.key, "server.listen[0]");
+        assert!(e.to_string().starts_with("handoff.toml: server.listen[0]: \"nope\""), "{e}");
+
+        let e = load(&format!("{MIN}[store]\nkind = \"redis\"\n")).unwrap_err();
+        assert_eq!(e.key, "store.url");
+
+        let e = load(&format!("{MIN}[store]\nurl = \"redis://x:1\"\ntimeout = \"fast\"\n")).unwrap_err();
+        assert_eq!(e.key, "store.timeout");
+
+        let e = load(&format!("{MIN}[admin]\nlisten = \"0.0.0.0:9090\"\n")).unwrap_err();
+        assert_eq!(e.key, "admin.listen");
+
+        let e = load(&format!("{MIN}[names]\nredirect_cookie = \"stt\"\n")).unwrap_err();
+        assert_eq!(e.key, "names.redirect_cookie");
+
+        let e = load(&format!("{MIN}[assertion]\nttl = \"5m\"\n")).unwrap_err();
+        assert_eq!(e.key, "assertion.ttl");
+
+        let e = load("[server]\npublic_host = \"x\"\n").unwrap_err();
+        assert_eq!(e.key, "upstream");
+    }
+
+    #[test]
+    fn unknown_keys_and_syntax_errors_point_at_the_line() {
+        let e = load(&format!("{MIN}[store]\nurll = \"redis://x:1\"\n")).unwrap_err();
+        assert!(e.reason.contains("unknown field `urll`"), "{e}");
+        assert_eq!(e.key, "6:1");
+        let e = load("[server\n").unwrap_err();
+        assert_eq!(e.key, "1:8");
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        for t in ["", "\u{0}", "[[[", "server = 3", "[upstream]\naddress = 7", "[server]\nthreads = -1"] {
+            let _ = load(t);
+        }
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("50ms"), Some(Duration::from_millis(50)));
+        assert_eq!(parse_duration("1h30m"), Some(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("30"), None);
+        assert_eq!(parse_duration("m"), None);
+        assert_eq!(parse_duration("99999999999s"), None);
+    }
+}

@@ -1,0 +1,437 @@
+//! The public proxy: handoff's flows placed in pingora's request phases.
+//!
+//! A request meets handoff in this order (pingora's phase chart):
+//! - `request_filter`: strip any client-sent assertion header (invariant 5); work out
+//!   the client IP (trusted-proxy rule); serve the public JWKS; take every session
+//!   transfer token out of the URL and the `Cookie` header (invariant 4: the IdP
+//!   never sees one); on a redemption entry point, answer query delivery with a 303
+//!   to the clean URL, or redeem a cookie-delivered token; on the token endpoint, read
+//!   the body and run a mint when the audience says so.
+//! - `upstream_peer`: the IdP.
+//! - `upstream_request_filter`: the `Host`/`X-Forwarded-*` the IdP needs to build
+//!   correct URLs, and the signed assertion after a successful redemption.
+//! - `response_filter`: expire the transfer-token cookies in the browser; mark
+//!   redemption responses `no-store` and `no-referrer`.
+//! - `logging`: per-route latency.
+
+use crate::app::Handoff;
+use crate::client_ip::client_ip;
+use crate::config::HostHeader;
+use crate::cookies;
+use crate::mint::{self, parse_token_body, OAuthError};
+use crate::redeem::{self, Outcome, Presented};
+use crate::secret::{Secret, TransferToken};
+use async_trait::async_trait;
+use bytes::Bytes;
+use handoff_rules::AuthMethod;
+use http::header;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::*;
+use pingora::proxy::{ProxyHttp, Session};
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Which of handoff's routes a request took (the `route` metric label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Route {
+    /// Proxied to the IdP untouched (beyond header hygiene).
+    #[default]
+    Proxy,
+    /// A redemption entry point.
+    Redemption,
+    /// The token endpoint.
+    Token,
+    /// A mint, answered by handoff.
+    Mint,
+    /// handoff's JWKS.
+    Jwks,
+}
+
+impl Route {
+    fn label(self) -> &'static str {
+        match self {
+            Route::Proxy => "proxy",
+            Route::Redemption => "redemption",
+            Route::Token => "token",
+            Route::Mint => "mint",
+            Route::Jwks => "jwks",
+        }
+    }
+}
+
+/// Per-request state.
+#[derive(Debug)]
+pub struct Ctx {
+    route: Route,
+    client_ip: IpAddr,
+    started: Instant,
+    /// The assertion to attach upstream (after a successful redemption).
+    assertion: Option<Secret>,
+    /// Transfer-token cookies the browser sent, to be expired in the response.
+    expire: Vec<String>,
+    /// Add `Cache-Control: no-store` and `Referrer-Policy: no-referrer`.
+    no_store: bool,
+    /// The original `Host`, for `X-Forwarded-Host`.
+    host: Option<String>,
+    tls: bool,
+}
+
+/// The pingora application.
+pub struct Gateway {
+    h: Arc<Handoff>,
+    stt_cookie_names: Vec<String>,
+}
+
+impl Gateway {
+    /// The gateway for one handoff instance.
+    pub fn new(h: Arc<Handoff>) -> Self {
+        let n = &h.config.names;
+        let mut stt_cookie_names = vec![n.redirect_cookie.clone(), n.cookie.clone()];
+        stt_cookie_names.extend(n.cookie_aliases.iter().cloned());
+        Gateway { h, stt_cookie_names }
+    }
+}
+
+/// Removes `param` from a raw query string; returns the remaining query and the
+/// first removed value (percent-decoded). Other parameters stay byte for byte.
+pub fn take_query_param(query: &str, param: &str) -> (String, Option<String>) {
+    let mut kept = Vec::new();
+    let mut value = None;
+    for seg in query.split('&') {
+        let mut pairs = form_urlencoded::parse(seg.as_bytes());
+        match pairs.next() {
+            Some((k, v)) if k == param => {
+                value.get_or_insert_with(|| v.into_owned());
+            }
+            _ => kept.push(seg),
+        }
+    }
+    (kept.join("&"), value)
+}
+
+/// The value of `param` in a raw query string.
+fn query_param(query: &str, param: &str) -> Option<String> {
+    form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == param).map(|(_, v)| v.into_owned())
+}
+
+fn header_values<'a>(req: &'a RequestHeader, name: &str) -> Vec<&'a str> {
+    req.headers.get_all(name).iter().filter_map(|v| v.to_str().ok()).collect()
+}
+
+/// SHA-256 over the configured request attributes (SPEC §4.2 `fingerprint`), or
+/// None when none are configured.
+pub fn fingerprint(req: &RequestHeader, names: &[String]) -> Option<[u8; 32]> {
+    if names.is_empty() {
+        return None;
+    }
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    for n in names {
+        ctx.update(n.as_bytes());
+        ctx.update(b"\0");
+        if let Some(v) = req.headers.get(n.as_str()) {
+            ctx.update(v.as_bytes());
+        }
+        ctx.update(b"\0");
+    }
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ctx.finish().as_ref());
+    Some(out)
+}
+
+async fn respond(session: &mut Session, status: u16, headers: &[(&str, String)], body: Bytes) -> Result<()> {
+    let mut resp = ResponseHeader::build(status, Some(headers.len() + 2))?;
+    for (k, v) in headers {
+        resp.append_header(k.to_string(), v.as_str())?;
+    }
+    resp.insert_header(header::CONTENT_LENGTH, body.len().to_string())?;
+    session.write_response_header(Box::new(resp), body.is_empty()).await?;
+    if !body.is_empty() {
+        session.write_response_body(Some(body), true).await?;
+    }
+    Ok(())
+}
+
+async fn respond_json(session: &mut Session, status: u16, body: &serde_json::Value) -> Result<()> {
+    let headers = [
+        ("content-type", "application/json".to_string()),
+        ("cache-control", "no-store".to_string()),
+        ("pragma", "no-cache".to_string()),
+    ];
+    respond(session, status, &headers, Bytes::from(body.to_string())).await
+}
+
+impl Gateway {
+    /// Reads the whole request body, up to the configured limit. `Ok(None)` means
+    /// it was too large and a 413 has been sent.
+    async fn read_body(&self, session: &mut Session) -> Result<Option<Bytes>> {
+        let limit = self.h.config.max_body_bytes;
+        let declared = session
+            .req_header()
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > limit as u64) {
+            respond_json(session, 413, &OAuthError { status: 413, error: "invalid_request", description: format!("the body is larger than {limit} bytes") }.body()).await?;
+            return Ok(None);
+        }
+        // Whatever we read is kept in pingora's retry buffer and replayed to the
+        // IdP when the request is not a mint.
+        session.enable_retry_buffering();
+        let mut body = Vec::new();
+        while let Some(chunk) = session.read_request_body().await? {
+            body.extend_from_slice(&chunk);
+            if body.len() > limit {
+                respond_json(session, 413, &OAuthError { status: 413, error: "invalid_request", description: format!("the body is larger than {limit} bytes") }.body()).await?;
+                return Ok(None);
+            }
+        }
+        Ok(Some(Bytes::from(body)))
+    }
+
+    /// The token endpoint: mint when the audience says so, otherwise pass on.
+    /// Returns true when handoff answered.
+    async fn token_endpoint(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        ctx.route = Route::Token;
+        let Some(body) = self.read_body(session).await? else {
+            return Ok(true);
+        };
+        let ct = session.req_header().headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let params = match parse_token_body(ct.as_deref(), &body) {
+            Ok(p) => p,
+            Err(e) => {
+                respond_json(session, e.status, &e.body()).await?;
+                return Ok(true);
+            }
+        };
+        if params.get("audience") != Some(self.h.mint_audience.as_str()) {
+            return Ok(false);
+        }
+        ctx.route = Route::Mint;
+        let fp = fingerprint(session.req_header(), self.h.policy.load().fingerprint_headers());
+        let answer = mint::mint(&self.h, &params, ctx.client_ip, fp).await;
+        respond_json(session, answer.status, &answer.body).await?;
+        Ok(true)
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for Gateway {
+    type CTX = Ctx;
+
+    fn new_ctx(&self) -> Ctx {
+        Ctx {
+            route: Route::Proxy,
+            client_ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            started: Instant::now(),
+            assertion: None,
+            expire: Vec::new(),
+            no_store: false,
+            host: None,
+            tls: false,
+        }
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        let h = &self.h;
+        // Invariant 5: only handoff puts an assertion on a request.
+        while session.req_header_mut().remove_header(h.config.assertion.header.as_str()).is_some() {}
+
+        let peer = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip())
+            .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        {
+            let req = session.req_header();
+            ctx.client_ip = client_ip(
+                peer,
+                &header_values(req, "x-forwarded-for"),
+                &header_values(req, "forwarded"),
+                &h.config.trusted_proxies,
+            );
+            ctx.host = req.headers.get(header::HOST).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        }
+        ctx.tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+
+        let path = session.req_header().uri.path().to_string();
+        let method = session.req_header().method.clone();
+        if path == h.config.paths.jwks && (method == http::Method::GET || method == http::Method::HEAD) {
+            ctx.route = Route::Jwks;
+            let headers = [("content-type", "application/json".to_string()), ("cache-control", "public, max-age=300".to_string())];
+            respond(session, 200, &headers, h.jwks_json.clone()).await?;
+            return Ok(true);
+        }
+        let is_redemption = h.config.paths.redemption.contains(&path);
+
+        // Invariant 4: take every transfer token out of the URL...
+        let query = session.req_header().uri.query().map(str::to_owned);
+        let mut from_query = None;
+        if let Some(q) = &query {
+            let (clean, value) = take_query_param(q, &h.config.names.query_param);
+            if value.is_some() {
+                let pq = if clean.is_empty() { path.clone() } else { format!("{path}?{clean}") };
+                let uri: http::Uri = pq.parse().or_err(ErrorType::InvalidHTTPHeader, "rebuilding the URI without the transfer token")?;
+                session.req_header_mut().set_uri(uri);
+                from_query = value;
+            }
+        }
+        // ...and out of the Cookie header, on every request (the native app's cookie
+        // is scoped to the whole IdP host, so the browser sends it everywhere).
+        let cookie_headers: Vec<String> = header_values(session.req_header(), "cookie").into_iter().map(str::to_owned).collect();
+        let mut from_cookies = Vec::new();
+        if !cookie_headers.is_empty() {
+            let names: Vec<&str> = self.stt_cookie_names.iter().map(String::as_str).collect();
+            let refs: Vec<&str> = cookie_headers.iter().map(String::as_str).collect();
+            let (rest, taken) = cookies::take_cookies(&refs, &names);
+            if !taken.is_empty() {
+                let req = session.req_header_mut();
+                req.remove_header("cookie");
+                if let Some(rest) = rest {
+                    req.insert_header("cookie", rest)?;
+                }
+                for (name, _) in &taken {
+                    if !ctx.expire.contains(name) {
+                        ctx.expire.push(name.clone());
+                    }
+                }
+                from_cookies = taken;
+            }
+        }
+
+        if is_redemption {
+            ctx.route = Route::Redemption;
+            if let Some(token) = from_query {
+                // Query delivery: 303 to the clean URL; the token rides in a __Host- cookie.
+                ctx.no_store = true;
+                let location = session.req_header().uri.to_string();
+                let mut headers = vec![
+                    ("location", location),
+                    ("cache-control", "no-store".to_string()),
+                    ("referrer-policy", "no-referrer".to_string()),
+                ];
+                match TransferToken::parse(&token) {
+                    Ok(t) => {
+                        let remaining = t.claimed_expiry() as i64 - h.clock.now_secs() as i64;
+                        let remaining = remaining.clamp(0, 300);
+                        headers.push(("set-cookie", cookies::redirect_cookie(&h.config.names.redirect_cookie, t.expose(), remaining)));
+                        tracing::debug!(token = %t, "query-delivered token moved to the redirect cookie");
+                    }
+                    Err(_) => {
+                        h.metrics.redemptions.with_label_values(&["fallback", "malformed"]).inc();
+                        tracing::info!(reason = "malformed", "redemption fell back to an ordinary login");
+                    }
+                }
+                for name in &ctx.expire {
+                    if *name != h.config.names.redirect_cookie {
+                        headers.push(("set-cookie", cookies::expire_cookie(name)));
+                    }
+                }
+                respond(session, 303, &headers, Bytes::new()).await?;
+                return Ok(true);
+            }
+            // Prefer a query-delivered token (the redirect cookie) over the native
+            // app's cookie: it is the one this navigation carried.
+            let chosen = from_cookies
+                .iter()
+                .find(|(n, _)| *n == h.config.names.redirect_cookie)
+                .map(|(_, v)| (v.clone(), AuthMethod::Query))
+                .or_else(|| from_cookies.first().map(|(_, v)| (v.clone(), AuthMethod::Cookie)));
+            if let Some((token, method)) = chosen {
+                ctx.no_store = true;
+                let web_client = session.req_header().uri.query().and_then(|q| query_param(q, "client_id"));
+                let fp = fingerprint(session.req_header(), h.policy.load().fingerprint_headers());
+                let presented = Presented {
+                    token: &token,
+                    method,
+                    web_client: web_client.as_deref(),
+                    client_ip: ctx.client_ip,
+                    fingerprint: fp,
+                };
+                if let Outcome::Success(r) = redeem::redeem(h, &presented).await {
+                    ctx.assertion = Some(r.assertion.clone());
+                }
+            }
+            return Ok(false);
+        }
+
+        if path == h.config.paths.token && method == http::Method::POST {
+            return self.token_endpoint(session, ctx).await;
+        }
+        Ok(false)
+    }
+
+    async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        let u = &self.h.config.upstream;
+        let mut peer = HttpPeer::new(u.address.as_str(), u.tls, u.sni.clone());
+        peer.options.connection_timeout = Some(u.timeout);
+        peer.options.total_connection_timeout = Some(u.timeout);
+        Ok(Box::new(peer))
+    }
+
+    async fn upstream_request_filter(&self, _session: &mut Session, req: &mut RequestHeader, ctx: &mut Ctx) -> Result<()> {
+        let h = &self.h;
+        while req.remove_header(h.config.assertion.header.as_str()).is_some() {}
+        if let HostHeader::Fixed(host) = &h.config.upstream.host_header {
+            req.insert_header(header::HOST, host.as_str())?;
+        }
+        if h.config.upstream.forwarded_headers {
+            // handoff decided who the client is; the IdP hears only that.
+            req.remove_header("forwarded");
+            req.insert_header("x-forwarded-for", ctx.client_ip.to_string())?;
+            req.insert_header("x-forwarded-proto", if ctx.tls { "https" } else { "http" })?;
+            if let Some(host) = &ctx.host {
+                req.insert_header("x-forwarded-host", host.as_str())?;
+            }
+        }
+        if let Some(a) = &ctx.assertion {
+            req.insert_header(h.config.assertion.header.clone(), a.expose())?;
+        }
+        Ok(())
+    }
+
+    async fn response_filter(&self, _session: &mut Session, resp: &mut ResponseHeader, ctx: &mut Ctx) -> Result<()> {
+        for name in &ctx.expire {
+            resp.append_header(header::SET_COOKIE, cookies::expire_cookie(name))?;
+        }
+        if ctx.no_store {
+            resp.insert_header(header::CACHE_CONTROL, "no-store")?;
+            resp.insert_header("referrer-policy", "no-referrer")?;
+        }
+        Ok(())
+    }
+
+    async fn logging(&self, _session: &mut Session, _e: Option<&pingora::Error>, ctx: &mut Ctx) {
+        self.h
+            .metrics
+            .request_latency
+            .with_label_values(&[ctx.route.label()])
+            .observe(ctx.started.elapsed().as_secs_f64());
+    }
+
+    fn request_summary(&self, session: &Session, _ctx: &Ctx) -> String {
+        // pingora logs this on errors: the path only, never the query (it may hold a token).
+        let req = session.req_header();
+        format!("{} {}", req.method, req.uri.path())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_param_is_removed_and_the_rest_kept() {
+        let (q, v) = take_query_param("client_id=web&session_transfer_token=abc.1.x&state=a%20b", "session_transfer_token");
+        assert_eq!(q, "client_id=web&state=a%20b");
+        assert_eq!(v.as_deref(), Some("abc.1.x"));
+        let (q, v) = take_query_param("session_transfer_token=a&session_transfer_token=b", "session_transfer_token");
+        assert_eq!((q.as_str(), v.as_deref()), ("", Some("a")));
+        let (q, v) = take_query_param("a=1&&b", "x");
+        assert_eq!((q.as_str(), v), ("a=1&&b", None));
+        // percent-encoded parameter name is still recognised
+        let (q, v) = take_query_param("session%5Ftransfer%5Ftoken=z", "session_transfer_token");
+        assert_eq!((q.as_str(), v.as_deref()), ("", Some("z")));
+    }
+}

@@ -1,0 +1,26 @@
+//! handoff: Native-to-Web single sign-on in front of an OpenID Connect identity
+//! provider, as a pingora reverse proxy.
+//!
+//! A user logged in to a native app opens a web app and is logged in there too:
+//! the app trades its refresh token for a one-time session transfer token
+//! ([`mint`]), the browser presents it ([`redeem`]), and handoff tells the IdP who
+//! the user is with a signed assertion ([`assertion`]). The flows sit in pingora's
+//! request phases in [`gateway`]; state lives behind the [`store::Store`] trait;
+//! policy comes from the rules file (`handoff-rules`). SPEC.md is the contract.
+
+pub mod admin;
+pub mod app;
+pub mod assertion;
+pub mod client_ip;
+pub mod clock;
+pub mod config;
+pub mod cookies;
+pub mod gateway;
+pub mod idp;
+pub mod jws;
+pub mod metrics;
+pub mod mint;
+pub mod redeem;
+pub mod secret;
+pub mod server;
+pub mod store;

@@ -1,0 +1,171 @@
+//! The `handoff` command: run the proxy, check files, make keys.
+
+use clap::{Parser, Subcommand};
+use handoff::app::{load_signer, Handoff};
+use handoff::clock::SystemClock;
+use handoff::config::Config;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+/// handoff: Native-to-Web SSO in front of an OpenID Connect identity provider.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    /// The server config file (runs the proxy when no subcommand is given).
+    #[arg(long, short, global = true)]
+    config: Option<PathBuf>,
+    /// Log format: `text` or `json`.
+    #[arg(long, default_value = "text", global = true)]
+    log_format: String,
+    /// Take over the listening sockets of a running handoff (zero-downtime upgrade).
+    #[arg(long)]
+    upgrade: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the proxy (the default).
+    Run,
+    /// Check the server config.
+    Config {
+        #[command(subcommand)]
+        what: ConfigCmd,
+    },
+    /// Check the rules file.
+    Rules {
+        #[command(subcommand)]
+        what: RulesCmd,
+    },
+    /// Write a new Ed25519 assertion signing key (PKCS#8 PEM).
+    Keygen {
+        /// Where to write it (refuses to overwrite).
+        #[arg(long, short)]
+        out: PathBuf,
+    },
+    /// Print the assertion verification JWKS for the key the config names.
+    Jwks,
+}
+
+#[derive(Subcommand)]
+enum ConfigCmd {
+    /// Validate a config file; exit 1 with the reason when it is wrong.
+    Check {
+        /// The file.
+        file: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum RulesCmd {
+    /// Validate a rules file; diagnostics like a compiler, exit 1 on error.
+    Check {
+        /// The file.
+        file: PathBuf,
+    },
+}
+
+fn init_logs(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HANDOFF_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn load_config(path: Option<&PathBuf>) -> Result<Config, String> {
+    let path = path.ok_or("no config file: pass --config FILE (see deploy/examples/handoff.toml)")?;
+    Config::load(path).map_err(|e| e.to_string())
+}
+
+fn run(cli: &Cli) -> Result<(), String> {
+    let config = load_config(cli.config.as_ref())?;
+    let h = Handoff::build(config, Arc::new(SystemClock))?;
+    tracing::info!(
+        listeners = ?h.config.listeners.iter().map(|l| l.addr.as_str()).collect::<Vec<_>>(),
+        admin = ?h.config.admin.listen,
+        upstream = %h.config.upstream.address,
+        store = if matches!(h.config.store, handoff::config::StoreConfig::Memory) { "memory" } else { "redis" },
+        "handoff starting"
+    );
+    let opt = pingora::server::configuration::Opt { upgrade: cli.upgrade, ..Default::default() };
+    let server = handoff::server::build(h.clone(), Some(opt))?;
+    spawn_sighup_reload(h);
+    server.run_forever()
+}
+
+/// SIGHUP reloads the rules (SPEC §4).
+fn spawn_sighup_reload(h: Arc<Handoff>) {
+    std::thread::spawn(move || {
+        let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(rt) => rt,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot watch SIGHUP");
+                return;
+            }
+        };
+        rt.block_on(async move {
+            let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+                tracing::error!("cannot watch SIGHUP");
+                return;
+            };
+            while hup.recv().await.is_some() {
+                let _ = h.reload_rules();
+            }
+        });
+    });
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logs(&cli.log_format);
+    let result = match &cli.command {
+        None | Some(Command::Run) => run(&cli),
+        Some(Command::Config { what: ConfigCmd::Check { file } }) => Config::load(file)
+            .map(|c| {
+                println!("{}: ok ({} listener(s), upstream {}, mint audience {})", file.display(), c.listeners.len(), c.upstream.address, c.mint_audience());
+            })
+            .map_err(|e| e.to_string()),
+        Some(Command::Rules { what: RulesCmd::Check { file } }) => std::fs::read_to_string(file)
+            .map_err(|e| format!("{}: cannot read: {e}", file.display()))
+            .and_then(|text| {
+                let p = handoff_rules::Policy::from_toml(&text, &file.display().to_string()).map_err(|d| d.to_string())?;
+                for w in p.warnings() {
+                    eprintln!("{w}");
+                }
+                println!("{}: ok", file.display());
+                Ok(())
+            }),
+        Some(Command::Keygen { out }) => {
+            if out.exists() {
+                Err(format!("{} exists; refusing to overwrite a key", out.display()))
+            } else {
+                write_private(out, handoff::jws::generate_ed25519_pem().as_bytes())
+                    .map(|()| println!("wrote {} (set assertion.key_file to it)", out.display()))
+                    .map_err(|e| format!("{}: {e}", out.display()))
+            }
+        }
+        Some(Command::Jwks) => load_config(cli.config.as_ref()).and_then(|c| load_signer(&c)).map(|s| {
+            println!("{}", serde_json::to_string_pretty(&s.public_jwks()).expect("JWKS serializes"));
+        }),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("handoff: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    f.write_all(bytes)
+}

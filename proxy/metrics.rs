@@ -1,0 +1,89 @@
+//! Prometheus counters (SPEC §6), one registry per handoff instance.
+//!
+//! Labels are closed sets (outcomes and reasons are `&'static str` from the code),
+//! never values from requests, so cardinality is bounded.
+
+use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder};
+
+/// handoff's metrics.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    registry: Registry,
+    /// `handoff_mints_total{outcome}`.
+    pub mints: IntCounterVec,
+    /// `handoff_redemptions_total{outcome,reason}`.
+    pub redemptions: IntCounterVec,
+    /// `handoff_store_errors_total{op}`.
+    pub store_errors: IntCounterVec,
+    /// `handoff_store_seconds{op}`.
+    pub store_latency: HistogramVec,
+    /// `handoff_rules_reloads_total{outcome}`.
+    pub rules_reloads: IntCounterVec,
+    /// `handoff_request_seconds{route}`.
+    pub request_latency: HistogramVec,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A fresh registry with every handoff metric.
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            let c = IntCounterVec::new(Opts::new(name, help), labels).expect("static metric definition");
+            registry.register(Box::new(c.clone())).expect("unique metric name");
+            c
+        };
+        let histogram = |name: &str, help: &str, labels: &[&str], buckets: Vec<f64>| {
+            let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels).expect("static metric definition");
+            registry.register(Box::new(h.clone())).expect("unique metric name");
+            h
+        };
+        let m = Metrics {
+            mints: counter("handoff_mints_total", "Session transfer token mint requests by outcome.", &["outcome"]),
+            redemptions: counter(
+                "handoff_redemptions_total",
+                "Session transfer token redemptions by outcome and reason.",
+                &["outcome", "reason"],
+            ),
+            store_errors: counter("handoff_store_errors_total", "Store operations that failed or timed out.", &["op"]),
+            store_latency: histogram(
+                "handoff_store_seconds",
+                "Store operation latency.",
+                &["op"],
+                vec![0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25],
+            ),
+            rules_reloads: counter("handoff_rules_reloads_total", "Rules file reloads by outcome.", &["outcome"]),
+            request_latency: histogram(
+                "handoff_request_seconds",
+                "Latency of requests handoff answers or proxies, by route.",
+                &["route"],
+                prometheus::DEFAULT_BUCKETS.to_vec(),
+            ),
+            registry,
+        };
+        // Make the reasons visible at zero so dashboards and alerts have a series.
+        for reason in crate::redeem::FAILURE_REASONS {
+            m.redemptions.with_label_values(&["fallback", reason]);
+        }
+        m
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buf)
+            .expect("text encoding into a Vec cannot fail");
+        String::from_utf8(buf).unwrap_or_default()
+    }
+
+    /// Current value of `handoff_redemptions_total{outcome,reason}` (tests, benches).
+    pub fn redemption_count(&self, outcome: &str, reason: &str) -> u64 {
+        self.redemptions.with_label_values(&[outcome, reason]).get()
+    }
+}

@@ -1,0 +1,186 @@
+//! Redemption (SPEC §2.2): the browser presents a session transfer token.
+//!
+//! The gateway has already taken the token out of the request (so the IdP never
+//! sees it) and answered query delivery with a 303 to the clean URL; this module
+//! decides what the token is worth, in the order of SPEC §2.2:
+//! 2. garbage (wrong length or alphabet) is rejected before touching the store;
+//! 3. the token is consumed atomically — it succeeds at most once;
+//! 4. expiry, web client, binding, lineage revocation and the rules are checked;
+//! 5. on success the caller forwards the request with a fresh assertion;
+//! 6. on any failure the request goes upstream as an ordinary login, and the reason
+//!    is logged (never the token) and counted;
+//! 7. a replay may revoke the lineage (`revoke_lineage_on_replay`).
+
+use crate::app::{Handoff, LINEAGE_TTL};
+use crate::assertion::{self, AssertionFacts};
+use crate::secret::{random_id, TransferToken};
+use crate::store::{Consumed, MintContext};
+use handoff_rules::{AuthMethod, DenyReason, RedeemContext};
+use std::net::IpAddr;
+
+/// Every reason a redemption falls back to an ordinary login (metric labels).
+pub const FAILURE_REASONS: &[&str] = &[
+    "malformed",
+    "not_found_or_expired",
+    "binding_mismatch",
+    "client_not_allowed",
+    "method_not_allowed",
+    "lineage_revoked",
+    "denied_by_rule",
+    "store_unavailable",
+];
+
+/// A presented token and what is known of the request that presented it.
+#[derive(Debug)]
+pub struct Presented<'a> {
+    /// The token text as it arrived (not yet validated).
+    pub token: &'a str,
+    /// How it arrived.
+    pub method: AuthMethod,
+    /// `client_id` of the authorize request, if any.
+    pub web_client: Option<&'a str>,
+    /// The client IP (after the trusted-proxy rule).
+    pub client_ip: IpAddr,
+    /// The request's device fingerprint, when configured.
+    pub fingerprint: Option<[u8; 32]>,
+}
+
+/// A successful redemption.
+#[derive(Debug, Clone)]
+pub struct Redeemed {
+    /// The mint context of the spent token.
+    pub ctx: MintContext,
+    /// The new web session id.
+    pub sid: String,
+    /// The web client.
+    pub web_client: String,
+    /// The signed assertion for the IdP (a secret: never logged).
+    pub assertion: crate::secret::Secret,
+    /// Lifetimes the rules gave the session.
+    pub decision: handoff_rules::Decision,
+}
+
+/// What happened.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Log the user in.
+    Success(Box<Redeemed>),
+    /// Ordinary login; the reason is one of [`FAILURE_REASONS`].
+    Fallback(&'static str),
+}
+
+fn deny_label(r: DenyReason) -> &'static str {
+    match r {
+        DenyReason::ClientNotAllowed | DenyReason::UnknownNativeClient => "client_not_allowed",
+        DenyReason::MethodNotAllowed => "method_not_allowed",
+        DenyReason::BindingMismatch => "binding_mismatch",
+        DenyReason::DeniedByRule => "denied_by_rule",
+    }
+}
+
+fn parse_fingerprint(hex: &str) -> Option<[u8; 32]> {
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, chunk) in hex.as_bytes().chunks(2).enumerate() {
+        let s = std::str::from_utf8(chunk).ok()?;
+        out[i] = u8::from_str_radix(s, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// Redeems a presented token; counts and logs the outcome.
+pub async fn redeem(h: &Handoff, p: &Presented<'_>) -> Outcome {
+    let outcome = redeem_inner(h, p).await;
+    match &outcome {
+        Outcome::Success(r) => {
+            h.metrics.redemptions.with_label_values(&["success", "ok"]).inc();
+            tracing::info!(
+                lineage = %r.ctx.lineage, sid = %r.sid, web_client = %r.web_client,
+                native_client = %r.ctx.native_client_id, client_ip = %p.client_ip,
+                "session transfer token redeemed"
+            );
+        }
+        Outcome::Fallback(reason) => {
+            h.metrics.redemptions.with_label_values(&["fallback", reason]).inc();
+            tracing::info!(reason, client_ip = %p.client_ip, web_client = p.web_client.unwrap_or("-"), "redemption fell back to an ordinary login");
+        }
+    }
+    outcome
+}
+
+async fn redeem_inner(h: &Handoff, p: &Presented<'_>) -> Outcome {
+    // 2. garbage never reaches the store
+    let token = match TransferToken::parse(p.token) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::debug!(error = %e, "malformed session transfer token");
+            return Outcome::Fallback("malformed");
+        }
+    };
+    // 3. spend it
+    let consumed = match h.store.consume_transfer_token(token.lineage(), token.hash()).await {
+        Ok(c) => c,
+        Err(e) => {
+            h.metrics.store_errors.with_label_values(&["consume"]).inc();
+            tracing::warn!(error = %e, token = %token, "redemption: store unavailable");
+            return Outcome::Fallback("store_unavailable");
+        }
+    };
+    let web_client = p.web_client.unwrap_or("");
+    let (ctx, lineage_revoked) = match consumed {
+        Consumed::Unknown => return Outcome::Fallback("not_found_or_expired"),
+        Consumed::Replayed { ctx } => {
+            tracing::warn!(token = %token, lineage = %ctx.lineage, "replayed session transfer token");
+            let revoke = h.policy.load().web_client(web_client).revoke_lineage_on_replay;
+            if revoke {
+                match h.store.revoke_lineage(&ctx.lineage, LINEAGE_TTL).await {
+                    Ok(()) => tracing::warn!(lineage = %ctx.lineage, "lineage revoked after replay"),
+                    Err(e) => tracing::error!(error = %e, lineage = %ctx.lineage, "could not revoke lineage after replay"),
+                }
+            }
+            return Outcome::Fallback("not_found_or_expired");
+        }
+        Consumed::Fresh { ctx, lineage_revoked } => (ctx, lineage_revoked),
+    };
+    // 4. the redemption context
+    if ctx.exp <= h.clock.now_secs() {
+        return Outcome::Fallback("not_found_or_expired");
+    }
+    if lineage_revoked {
+        return Outcome::Fallback("lineage_revoked");
+    }
+    if web_client.is_empty() {
+        return Outcome::Fallback("client_not_allowed");
+    }
+    let minute_of_day_utc = ((h.clock.now_secs() / 60) % 1440) as u16;
+    let decision = {
+        let policy = h.policy.load();
+        policy.decide_redemption(&RedeemContext {
+            native_client: &ctx.native_client_id,
+            web_client,
+            method: p.method,
+            mint_ip: ctx.ip,
+            redeem_ip: p.client_ip,
+            mint_fingerprint: ctx.fingerprint.as_deref().and_then(parse_fingerprint),
+            redeem_fingerprint: p.fingerprint,
+            mint_asn: ctx.asn,
+            redeem_asn: None,
+            minute_of_day_utc,
+        })
+    };
+    if let Err(reason) = decision.verdict {
+        return Outcome::Fallback(deny_label(reason));
+    }
+    // 5. log the user in
+    let sid = random_id();
+    let assertion = assertion::sign(h, &AssertionFacts { ctx: &ctx, sid: &sid, web_client });
+    Outcome::Success(Box::new(Redeemed {
+        sid,
+        web_client: web_client.to_string(),
+        assertion: crate::secret::Secret::new(assertion),
+        decision,
+        ctx,
+    }))
+}

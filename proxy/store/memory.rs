@@ -1,0 +1,147 @@
+//! The embedded in-memory store: one process, same semantics as Redis.
+//!
+//! It is a small key-value map with per-key expiry (read through the [`Clock`]
+//! seam), laid out with the same [`Keys`] as the Redis store. Each trait method
+//! holds the one lock for its whole body, which is what makes it as atomic as the
+//! Lua scripts of the Redis store. Expired keys are dropped lazily on access and by
+//! a sweep every 1,024 writes, so memory is bounded by live state.
+
+use super::*;
+use crate::clock::SharedClock;
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+#[derive(Debug)]
+struct Entry {
+    value: String,
+    expires_ms: u64,
+}
+
+#[derive(Debug, Default)]
+struct Map {
+    entries: HashMap<String, Entry>,
+    writes: u64,
+}
+
+impl Map {
+    fn get(&mut self, key: &str, now: u64) -> Option<&str> {
+        if self.entries.get(key).is_some_and(|e| e.expires_ms <= now) {
+            self.entries.remove(key);
+        }
+        self.entries.get(key).map(|e| e.value.as_str())
+    }
+
+    fn set(&mut self, key: String, value: String, now: u64, ttl: Duration) {
+        self.writes += 1;
+        if self.writes % 1024 == 0 {
+            self.entries.retain(|_, e| e.expires_ms > now);
+        }
+        let expires_ms = now.saturating_add(ttl.as_millis() as u64);
+        self.entries.insert(key, Entry { value, expires_ms });
+    }
+
+    /// Removes a live key, returning its value and remaining TTL.
+    fn take(&mut self, key: &str, now: u64) -> Option<(String, Duration)> {
+        let e = self.entries.remove(key)?;
+        (e.expires_ms > now).then(|| (e.value, Duration::from_millis(e.expires_ms - now)))
+    }
+}
+
+/// The embedded store (single instance only).
+#[derive(Debug)]
+pub struct MemoryStore {
+    map: Mutex<Map>,
+    keys: Keys,
+    clock: SharedClock,
+}
+
+impl MemoryStore {
+    /// An empty store reading time from `clock`.
+    pub fn new(clock: SharedClock) -> Self {
+        MemoryStore {
+            map: Mutex::new(Map::default()),
+            keys: Keys::new("ho"),
+            clock,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Map> {
+        // A panic while holding the lock cannot leave the map half-written (every
+        // method finishes its writes before anything that could panic), so a
+        // poisoned lock is still consistent.
+        self.map.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Number of live keys (for tests and metrics).
+    pub fn len(&self) -> usize {
+        let now = self.clock.now_ms();
+        self.lock().entries.values().filter(|e| e.expires_ms > now).count()
+    }
+
+    /// Whether the store holds no live key.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    async fn refresh_token_info(&self, token: &SecretHash) -> Result<Option<RefreshTokenInfo>, StoreError> {
+        let now = self.clock.now_ms();
+        let mut m = self.lock();
+        match m.get(&self.keys.refresh(token), now) {
+            Some(v) => decode("refresh token info", v.as_bytes()).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    async fn record_mint(
+        &self,
+        stt: &SecretHash,
+        ctx: &MintContext,
+        refresh_tokens: &[SecretHash],
+        refresh_ttl: Duration,
+    ) -> Result<MintWrite, StoreError> {
+        let now = self.clock.now_ms();
+        let mut m = self.lock();
+        let info = encode(&RefreshTokenInfo { lineage: ctx.lineage.clone(), kind: RefreshKind::Native });
+        for rt in refresh_tokens {
+            m.set(self.keys.refresh(rt), info.clone(), now, refresh_ttl);
+        }
+        if m.get(&self.keys.revoked(&ctx.lineage), now).is_some() {
+            return Ok(MintWrite::LineageRevoked);
+        }
+        m.set(self.keys.stt(&ctx.lineage, stt), encode(ctx), now, ttl_until(now, ctx.exp));
+        Ok(MintWrite::Stored)
+    }
+
+    async fn consume_transfer_token(&self, lineage: &LineageId, stt: &SecretHash) -> Result<Consumed, StoreError> {
+        let now = self.clock.now_ms();
+        let mut m = self.lock();
+        let revoked = m.get(&self.keys.revoked(lineage), now).is_some();
+        if let Some((v, remaining)) = m.take(&self.keys.stt(lineage, stt), now) {
+            m.set(self.keys.used(lineage, stt), v.clone(), now, remaining + REPLAY_MEMORY);
+            let ctx = decode("transfer token", v.as_bytes())?;
+            return Ok(Consumed::Fresh { ctx, lineage_revoked: revoked });
+        }
+        match m.get(&self.keys.used(lineage, stt), now) {
+            Some(v) => Ok(Consumed::Replayed { ctx: decode("transfer token", v.as_bytes())? }),
+            None => Ok(Consumed::Unknown),
+        }
+    }
+
+    async fn revoke_lineage(&self, lineage: &LineageId, ttl: Duration) -> Result<(), StoreError> {
+        let now = self.clock.now_ms();
+        self.lock().set(self.keys.revoked(lineage), "1".into(), now, ttl);
+        Ok(())
+    }
+
+    async fn is_lineage_revoked(&self, lineage: &LineageId) -> Result<bool, StoreError> {
+        let now = self.clock.now_ms();
+        Ok(self.lock().get(&self.keys.revoked(lineage), now).is_some())
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}

@@ -1,0 +1,215 @@
+//! Where handoff keeps its state: one trait, two implementations.
+//!
+//! [`Store`] is the only way the flows touch state. [`redis::RedisStore`] is the
+//! store for every deployment with more than one instance; [`memory::MemoryStore`]
+//! is the embedded default for a single instance and the quick start. Both have the
+//! same semantics, down to key TTLs, and one test suite (`tests/store.rs`) runs
+//! against both.
+//!
+//! What is stored, and why it is safe to store:
+//! - keys hold SHA-256 hashes of secrets ([`SecretHash`]), never secrets;
+//! - every key has a TTL, so nothing grows without bound;
+//! - every key that one redemption touches carries the lineage id as a Redis hash
+//!   tag (`ho:{<lineage>}:...`), so the consume step is one Lua script — one round
+//!   trip, atomic — and works on Redis Cluster.
+//!
+//! Errors never delete or invalidate data: a [`StoreError`] makes the caller fail
+//! closed (mint answers 503, redemption falls back to an ordinary login).
+
+pub mod memory;
+pub mod redis;
+
+use crate::secret::{LineageId, SecretHash};
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::net::IpAddr;
+use std::time::Duration;
+
+/// The mint context (SPEC §2.1): what an STT records about the native app's request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MintContext {
+    /// The user.
+    #[serde(rename = "s")]
+    pub sub: String,
+    /// The native app's client id.
+    #[serde(rename = "n")]
+    pub native_client_id: String,
+    /// The native refresh token's lineage.
+    #[serde(rename = "l")]
+    pub lineage: LineageId,
+    /// Scopes of the native grant.
+    #[serde(rename = "sc", default, skip_serializing_if = "String::is_empty")]
+    pub scope: String,
+    /// The minting IP (after the trusted-proxy rule).
+    #[serde(rename = "ip")]
+    pub ip: IpAddr,
+    /// The minting IP's autonomous system, when an ASN table is configured.
+    #[serde(rename = "as", default, skip_serializing_if = "Option::is_none")]
+    pub asn: Option<u32>,
+    /// SHA-256 device fingerprint of the mint request (hex), when configured.
+    #[serde(rename = "fp", default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
+    /// Issued at (Unix seconds).
+    #[serde(rename = "iat")]
+    pub iat: u64,
+    /// Expires at (Unix seconds).
+    #[serde(rename = "exp")]
+    pub exp: u64,
+}
+
+/// Which kind of refresh token a hash belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefreshKind {
+    /// A native app's token: may mint (policy permitting).
+    Native,
+    /// Issued to a web app inside a transfer session: may never mint (no nesting).
+    Web,
+}
+
+/// What handoff knows of a refresh token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefreshTokenInfo {
+    /// Its lineage.
+    #[serde(rename = "l")]
+    pub lineage: LineageId,
+    /// Native or web.
+    #[serde(rename = "k")]
+    pub kind: RefreshKind,
+}
+
+/// Result of [`Store::record_mint`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MintWrite {
+    /// The STT is stored and can be redeemed.
+    Stored,
+    /// The lineage was revoked: nothing was stored.
+    LineageRevoked,
+}
+
+/// Result of [`Store::consume_transfer_token`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Consumed {
+    /// First presentation: the token is now spent.
+    Fresh {
+        /// What the mint recorded.
+        ctx: MintContext,
+        /// Whether the lineage has been revoked.
+        lineage_revoked: bool,
+    },
+    /// The token was already spent: a replay.
+    Replayed {
+        /// What the mint recorded.
+        ctx: MintContext,
+    },
+    /// Never minted, or expired and gone.
+    Unknown,
+}
+
+/// A store failure. Carries no key material beyond hash prefixes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreError {
+    /// The store did not answer within the operation timeout.
+    Timeout,
+    /// The store is unreachable or answered with an error.
+    Unavailable(String),
+    /// A stored value could not be decoded (nothing is changed because of it).
+    Corrupt(String),
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::Timeout => f.write_str("store operation timed out"),
+            StoreError::Unavailable(e) => write!(f, "store unavailable: {e}"),
+            StoreError::Corrupt(e) => write!(f, "stored value unreadable: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+/// How long a consumed-token marker outlives the token, so that a replay shortly
+/// after expiry is still recognised as one.
+pub const REPLAY_MEMORY: Duration = Duration::from_secs(60);
+
+/// The state operations of handoff's flows. Both implementations are atomic per call.
+#[async_trait]
+pub trait Store: Send + Sync + fmt::Debug + 'static {
+    /// What handoff knows of the refresh token with this hash.
+    async fn refresh_token_info(&self, token: &SecretHash) -> Result<Option<RefreshTokenInfo>, StoreError>;
+
+    /// Records a mint: maps each of `refresh_tokens` (the presented one and the
+    /// rotated one) to the lineage for `refresh_ttl`, then — atomically with a check
+    /// that the lineage is not revoked — stores the STT record under `stt` until
+    /// `ctx.exp`.
+    async fn record_mint(
+        &self,
+        stt: &SecretHash,
+        ctx: &MintContext,
+        refresh_tokens: &[SecretHash],
+        refresh_ttl: Duration,
+    ) -> Result<MintWrite, StoreError>;
+
+    /// Consumes the STT with hash `stt` of lineage `lineage`: atomically removes it,
+    /// leaves a replay marker, and reports whether the lineage is revoked. A token
+    /// succeeds at most once, across any number of callers and instances.
+    async fn consume_transfer_token(&self, lineage: &LineageId, stt: &SecretHash) -> Result<Consumed, StoreError>;
+
+    /// Marks a lineage revoked for `ttl`.
+    async fn revoke_lineage(&self, lineage: &LineageId, ttl: Duration) -> Result<(), StoreError>;
+
+    /// Whether a lineage is revoked.
+    async fn is_lineage_revoked(&self, lineage: &LineageId) -> Result<bool, StoreError>;
+
+    /// A cheap round trip, for readiness.
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// The key names, shared by both implementations so their layouts are identical.
+#[derive(Debug, Clone)]
+pub struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    /// Keys under `prefix` (default `ho`).
+    pub fn new(prefix: &str) -> Self {
+        Keys { prefix: prefix.to_string() }
+    }
+
+    /// `ho:{L}:stt:<hash>` — the STT record.
+    pub fn stt(&self, l: &LineageId, h: &SecretHash) -> String {
+        format!("{}:{{{}}}:stt:{}", self.prefix, l.as_str(), h.hex())
+    }
+
+    /// `ho:{L}:used:<hash>` — a consumed STT (replay detection).
+    pub fn used(&self, l: &LineageId, h: &SecretHash) -> String {
+        format!("{}:{{{}}}:used:{}", self.prefix, l.as_str(), h.hex())
+    }
+
+    /// `ho:{L}:revoked` — the lineage's revocation marker.
+    pub fn revoked(&self, l: &LineageId) -> String {
+        format!("{}:{{{}}}:revoked", self.prefix, l.as_str())
+    }
+
+    /// `ho:rt:<hash>` — a refresh token's lineage and kind.
+    pub fn refresh(&self, h: &SecretHash) -> String {
+        format!("{}:rt:{}", self.prefix, h.hex())
+    }
+}
+
+fn encode<T: Serialize>(v: &T) -> String {
+    serde_json::to_string(v).expect("store records always serialize")
+}
+
+fn decode<T: for<'de> Deserialize<'de>>(what: &str, bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}
+
+/// Milliseconds from `now_ms` until `until_secs`, at least 1 s (a TTL of 0 would mean "no TTL").
+fn ttl_until(now_ms: u64, until_secs: u64) -> Duration {
+    let until_ms = until_secs.saturating_mul(1000);
+    Duration::from_millis(until_ms.saturating_sub(now_ms).max(1000))
+}

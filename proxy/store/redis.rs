@@ -1,0 +1,185 @@
+//! The Redis store.
+//!
+//! One [`redis::aio::ConnectionManager`] multiplexes every operation over one
+//! connection and reconnects by itself; each operation is bounded by the
+//! configured timeout (default 50 ms), after which the caller fails closed. The
+//! manager lives on a small runtime of its own ([`background_runtime`]) so that
+//! its connection task outlives any one of pingora's worker runtimes.
+//!
+//! Multi-key steps are Lua scripts whose keys share the lineage hash tag, so each
+//! is one round trip, atomic, and valid on Redis Cluster.
+
+use super::*;
+use crate::clock::SharedClock;
+use ::redis::aio::ConnectionManager;
+use ::redis::{AsyncCommands, Script};
+use std::sync::OnceLock;
+
+/// Checks the lineage is not revoked and stores the STT record, atomically.
+/// KEYS: stt, revoked. ARGV: record, ttl in ms.
+const RECORD_MINT: &str = r#"
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+"#;
+
+/// Consumes an STT: GET + DEL, leave a replay marker that lives as long as the
+/// token would have plus the replay memory, and report the lineage's revocation.
+/// Because it is one script, two redemptions of one token can never both see it.
+/// KEYS: stt, used, revoked. ARGV: replay memory in ms.
+const CONSUME: &str = r#"
+local revoked = redis.call('EXISTS', KEYS[3])
+local v = redis.call('GET', KEYS[1])
+if v then
+  local pttl = redis.call('PTTL', KEYS[1])
+  if pttl < 0 then pttl = 0 end
+  redis.call('DEL', KEYS[1])
+  redis.call('SET', KEYS[2], v, 'PX', pttl + tonumber(ARGV[1]))
+  return {1, v, revoked}
+end
+local u = redis.call('GET', KEYS[2])
+if u then return {2, u, revoked} end
+return {0, '', revoked}
+"#;
+
+/// A process-wide runtime for store connections (two threads).
+pub fn background_runtime() -> &'static tokio::runtime::Runtime {
+    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("handoff-store")
+            .enable_all()
+            .build()
+            .expect("cannot start the store runtime")
+    })
+}
+
+/// The Redis store.
+pub struct RedisStore {
+    conn: ConnectionManager,
+    keys: Keys,
+    timeout: Duration,
+    clock: SharedClock,
+    record_mint: Script,
+    consume: Script,
+}
+
+impl fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStore").field("timeout", &self.timeout).finish_non_exhaustive()
+    }
+}
+
+impl RedisStore {
+    /// Connects lazily to `url` (the first operation connects; a Redis that is down
+    /// at start makes operations fail, not the start).
+    pub fn new(url: &str, key_prefix: &str, timeout: Duration, clock: SharedClock) -> Result<Self, StoreError> {
+        let client = ::redis::Client::open(url).map_err(|e| StoreError::Unavailable(format!("bad Redis URL ({:?})", e.kind())))?;
+        let cfg = ::redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(timeout.max(Duration::from_millis(250))))
+            .set_response_timeout(Some(timeout))
+            .set_number_of_retries(2)
+            .set_min_delay(Duration::from_millis(10))
+            .set_max_delay(Duration::from_millis(500));
+        let _guard = background_runtime().enter();
+        let conn = ConnectionManager::new_lazy_with_config(client, cfg)
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        Ok(RedisStore {
+            conn,
+            keys: Keys::new(key_prefix),
+            timeout,
+            clock,
+            record_mint: Script::new(RECORD_MINT),
+            consume: Script::new(CONSUME),
+        })
+    }
+
+    async fn run<T, F>(&self, fut: F) -> Result<T, StoreError>
+    where
+        F: std::future::Future<Output = ::redis::RedisResult<T>>,
+    {
+        match tokio::time::timeout(self.timeout, fut).await {
+            Err(_) => Err(StoreError::Timeout),
+            Ok(Err(e)) if e.is_timeout() => Err(StoreError::Timeout),
+            Ok(Err(e)) => Err(StoreError::Unavailable(e.to_string())),
+            Ok(Ok(v)) => Ok(v),
+        }
+    }
+}
+
+#[async_trait]
+impl Store for RedisStore {
+    async fn refresh_token_info(&self, token: &SecretHash) -> Result<Option<RefreshTokenInfo>, StoreError> {
+        let mut c = self.conn.clone();
+        let v: Option<String> = self.run(c.get(self.keys.refresh(token))).await?;
+        v.map(|v| decode("refresh token info", v.as_bytes())).transpose()
+    }
+
+    async fn record_mint(
+        &self,
+        stt: &SecretHash,
+        ctx: &MintContext,
+        refresh_tokens: &[SecretHash],
+        refresh_ttl: Duration,
+    ) -> Result<MintWrite, StoreError> {
+        let mut c = self.conn.clone();
+        let info = encode(&RefreshTokenInfo { lineage: ctx.lineage.clone(), kind: RefreshKind::Native });
+        // The refresh-token mappings live outside the lineage's hash slot (they are
+        // looked up by token alone), so they are a pipeline of their own.
+        if !refresh_tokens.is_empty() {
+            let mut p = ::redis::pipe();
+            for rt in refresh_tokens {
+                p.set_ex(self.keys.refresh(rt), &info, refresh_ttl.as_secs().max(1)).ignore();
+            }
+            let () = self.run(p.query_async(&mut c)).await?;
+        }
+        let ttl = ttl_until(self.clock.now_ms(), ctx.exp);
+        let stored: i64 = self
+            .run(
+                self.record_mint
+                    .key(self.keys.stt(&ctx.lineage, stt))
+                    .key(self.keys.revoked(&ctx.lineage))
+                    .arg(encode(ctx))
+                    .arg(ttl.as_millis() as u64)
+                    .invoke_async(&mut c),
+            )
+            .await?;
+        Ok(if stored == 1 { MintWrite::Stored } else { MintWrite::LineageRevoked })
+    }
+
+    async fn consume_transfer_token(&self, lineage: &LineageId, stt: &SecretHash) -> Result<Consumed, StoreError> {
+        let mut c = self.conn.clone();
+        let (state, value, revoked): (i64, String, i64) = self
+            .run(
+                self.consume
+                    .key(self.keys.stt(lineage, stt))
+                    .key(self.keys.used(lineage, stt))
+                    .key(self.keys.revoked(lineage))
+                    .arg(REPLAY_MEMORY.as_millis() as u64)
+                    .invoke_async(&mut c),
+            )
+            .await?;
+        Ok(match state {
+            1 => Consumed::Fresh { ctx: decode("transfer token", value.as_bytes())?, lineage_revoked: revoked == 1 },
+            2 => Consumed::Replayed { ctx: decode("transfer token", value.as_bytes())? },
+            _ => Consumed::Unknown,
+        })
+    }
+
+    async fn revoke_lineage(&self, lineage: &LineageId, ttl: Duration) -> Result<(), StoreError> {
+        let mut c = self.conn.clone();
+        self.run(c.set_ex(self.keys.revoked(lineage), "1", ttl.as_secs().max(1))).await
+    }
+
+    async fn is_lineage_revoked(&self, lineage: &LineageId) -> Result<bool, StoreError> {
+        let mut c = self.conn.clone();
+        self.run(c.exists(self.keys.revoked(lineage))).await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let mut c = self.conn.clone();
+        let _: String = self.run(::redis::cmd("PING").query_async(&mut c)).await?;
+        Ok(())
+    }
+}
