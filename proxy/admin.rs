@@ -66,20 +66,40 @@ impl ServeHttp for AdminApp {
             ("GET", "/healthz") => json(StatusCode::OK, serde_json::json!({"status": "ok"})),
             ("GET", "/readyz") => match self.h.store.ping().await {
                 Ok(()) => json(StatusCode::OK, serde_json::json!({"status": "ready"})),
-                Err(e) => json(StatusCode::SERVICE_UNAVAILABLE, serde_json::json!({"status": "not ready", "store": e.to_string()})),
+                Err(e) => json(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    serde_json::json!({"status": "not ready", "store": e.to_string()}),
+                ),
             },
-            ("GET", "/metrics") => reply(StatusCode::OK, "text/plain; version=0.0.4", self.h.metrics.render()),
-            ("GET", p) if p == self.h.config.paths.jwks => reply(StatusCode::OK, "application/json", self.h.jwks_json.to_vec()),
+            ("GET", "/metrics") => reply(
+                StatusCode::OK,
+                "text/plain; version=0.0.4",
+                self.h.metrics.render(),
+            ),
+            ("GET", p) if p == self.h.config.paths.jwks => reply(
+                StatusCode::OK,
+                "application/json",
+                self.h.jwks_json.to_vec(),
+            ),
             ("POST", "/rules/reload") => {
                 if !self.authorized(session) {
-                    return json(StatusCode::UNAUTHORIZED, serde_json::json!({"error": "unauthorized"}));
+                    return json(
+                        StatusCode::UNAUTHORIZED,
+                        serde_json::json!({"error": "unauthorized"}),
+                    );
                 }
                 match self.h.reload_rules() {
                     Ok(()) => json(StatusCode::OK, serde_json::json!({"status": "reloaded"})),
-                    Err(e) => json(StatusCode::UNPROCESSABLE_ENTITY, serde_json::json!({"status": "rejected", "diagnostics": e})),
+                    Err(e) => json(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        serde_json::json!({"status": "rejected", "diagnostics": e}),
+                    ),
                 }
             }
-            _ => json(StatusCode::NOT_FOUND, serde_json::json!({"error": "not found"})),
+            _ => json(
+                StatusCode::NOT_FOUND,
+                serde_json::json!({"error": "not found"}),
+            ),
         }
     }
 }

@@ -49,7 +49,8 @@ pub fn load_policy(config: &Config) -> Result<Policy, String> {
     match &config.rules_file {
         None => Policy::from_toml("", "(built-in defaults)").map_err(|d| d.to_string()),
         Some(p) => {
-            let text = std::fs::read_to_string(p).map_err(|e| format!("{}: cannot read: {e}", p.display()))?;
+            let text = std::fs::read_to_string(p)
+                .map_err(|e| format!("{}: cannot read: {e}", p.display()))?;
             Policy::from_toml(&text, &p.display().to_string()).map_err(|d| d.to_string())
         }
     }
@@ -59,13 +60,17 @@ pub fn load_policy(config: &Config) -> Result<Policy, String> {
 pub fn load_signer(config: &Config) -> Result<Signer, String> {
     match &config.assertion.key {
         SigningKey::Ed25519File(p) => {
-            let bytes = std::fs::read(p).map_err(|e| format!("assertion.key_file {}: {e}", p.display()))?;
-            Signer::ed25519_from_pkcs8(&bytes).map_err(|e| format!("assertion.key_file {}: {e}", p.display()))
+            let bytes =
+                std::fs::read(p).map_err(|e| format!("assertion.key_file {}: {e}", p.display()))?;
+            Signer::ed25519_from_pkcs8(&bytes)
+                .map_err(|e| format!("assertion.key_file {}: {e}", p.display()))
         }
         SigningKey::Hs256File(p) => {
-            let bytes = std::fs::read(p).map_err(|e| format!("assertion.secret_file {}: {e}", p.display()))?;
+            let bytes = std::fs::read(p)
+                .map_err(|e| format!("assertion.secret_file {}: {e}", p.display()))?;
             let trimmed = bytes.trim_ascii();
-            Signer::hs256(trimmed).map_err(|e| format!("assertion.secret_file {}: {e}", p.display()))
+            Signer::hs256(trimmed)
+                .map_err(|e| format!("assertion.secret_file {}: {e}", p.display()))
         }
         SigningKey::Ephemeral => {
             tracing::warn!(
@@ -82,21 +87,32 @@ impl Handoff {
     pub fn build(config: Config, clock: SharedClock) -> Result<Arc<Self>, String> {
         let store: Arc<dyn Store> = match &config.store {
             StoreConfig::Memory => Arc::new(MemoryStore::new(clock.clone())),
-            StoreConfig::Redis { url, timeout, key_prefix } => Arc::new(
-                RedisStore::new(url.expose(), key_prefix, *timeout, clock.clone()).map_err(|e| format!("store: {e}"))?,
+            StoreConfig::Redis {
+                url,
+                timeout,
+                key_prefix,
+            } => Arc::new(
+                RedisStore::new(url.expose(), key_prefix, *timeout, clock.clone())
+                    .map_err(|e| format!("store: {e}"))?,
             ),
         };
         Self::build_with_store(config, clock, store)
     }
 
     /// Builds an instance around a given store.
-    pub fn build_with_store(config: Config, clock: SharedClock, store: Arc<dyn Store>) -> Result<Arc<Self>, String> {
+    pub fn build_with_store(
+        config: Config,
+        clock: SharedClock,
+        store: Arc<dyn Store>,
+    ) -> Result<Arc<Self>, String> {
         let policy = load_policy(&config)?;
         for w in policy.warnings() {
             tracing::warn!(%w, "rules");
         }
         let signer = load_signer(&config)?;
-        let jwks_json = serde_json::to_vec(&signer.public_jwks()).expect("JWKS serializes").into();
+        let jwks_json = serde_json::to_vec(&signer.public_jwks())
+            .expect("JWKS serializes")
+            .into();
         let idp = IdpClient::new(&config, clock.clone())?;
         Ok(Arc::new(Handoff {
             mint_audience: config.mint_audience(),
@@ -116,12 +132,18 @@ impl Handoff {
         match load_policy(&self.config) {
             Ok(p) => {
                 self.policy.store(Arc::new(p));
-                self.metrics.rules_reloads.with_label_values(&["success"]).inc();
+                self.metrics
+                    .rules_reloads
+                    .with_label_values(&["success"])
+                    .inc();
                 tracing::info!("rules reloaded");
                 Ok(())
             }
             Err(e) => {
-                self.metrics.rules_reloads.with_label_values(&["failure"]).inc();
+                self.metrics
+                    .rules_reloads
+                    .with_label_values(&["failure"])
+                    .inc();
                 tracing::error!(error = %e, "rules reload rejected; the running rules stay in force");
                 Err(e)
             }

@@ -13,7 +13,12 @@ use std::net::IpAddr;
 /// The client IP of a request that arrived from `peer` with these forwarding
 /// headers (`x_forwarded_for`: every `X-Forwarded-For` value in order;
 /// `forwarded`: every `Forwarded` value in order).
-pub fn client_ip(peer: IpAddr, x_forwarded_for: &[&str], forwarded: &[&str], trusted: &[IpNet]) -> IpAddr {
+pub fn client_ip(
+    peer: IpAddr,
+    x_forwarded_for: &[&str],
+    forwarded: &[&str],
+    trusted: &[IpNet],
+) -> IpAddr {
     let peer = canonical(peer);
     let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.contains(ip));
     if !is_trusted(&peer) {
@@ -34,7 +39,11 @@ pub fn client_ip(peer: IpAddr, x_forwarded_for: &[&str], forwarded: &[&str], tru
             })
             .collect()
     } else {
-        x_forwarded_for.iter().flat_map(|v| v.split(',')).map(parse_hop).collect()
+        x_forwarded_for
+            .iter()
+            .flat_map(|v| v.split(','))
+            .map(parse_hop)
+            .collect()
     };
     let mut client = peer;
     for hop in hops.iter().rev() {
@@ -89,23 +98,49 @@ mod tests {
     #[test]
     fn untrusted_peer_headers_are_ignored() {
         let t = nets(&["10.0.0.0/8"]);
-        assert_eq!(client_ip(ip("203.0.113.9"), &["1.1.1.1"], &["for=1.1.1.1"], &t), ip("203.0.113.9"));
-        assert_eq!(client_ip(ip("203.0.113.9"), &["1.1.1.1"], &[], &[]), ip("203.0.113.9"));
+        assert_eq!(
+            client_ip(ip("203.0.113.9"), &["1.1.1.1"], &["for=1.1.1.1"], &t),
+            ip("203.0.113.9")
+        );
+        assert_eq!(
+            client_ip(ip("203.0.113.9"), &["1.1.1.1"], &[], &[]),
+            ip("203.0.113.9")
+        );
     }
 
     #[test]
     fn right_most_untrusted_hop_wins() {
         let t = nets(&["10.0.0.0/8"]);
         // the client tried to spoof 1.1.1.1; the proxy appended the real 198.51.100.7
-        assert_eq!(client_ip(ip("10.0.0.2"), &["1.1.1.1, 198.51.100.7"], &[], &t), ip("198.51.100.7"));
-        assert_eq!(client_ip(ip("10.0.0.2"), &["1.1.1.1", "198.51.100.7, 10.0.0.3"], &[], &t), ip("198.51.100.7"));
-        assert_eq!(client_ip(ip("10.0.0.2"), &["198.51.100.7:5555"], &[], &t), ip("198.51.100.7"));
+        assert_eq!(
+            client_ip(ip("10.0.0.2"), &["1.1.1.1, 198.51.100.7"], &[], &t),
+            ip("198.51.100.7")
+        );
+        assert_eq!(
+            client_ip(
+                ip("10.0.0.2"),
+                &["1.1.1.1", "198.51.100.7, 10.0.0.3"],
+                &[],
+                &t
+            ),
+            ip("198.51.100.7")
+        );
+        assert_eq!(
+            client_ip(ip("10.0.0.2"), &["198.51.100.7:5555"], &[], &t),
+            ip("198.51.100.7")
+        );
         // all trusted: the left-most
-        assert_eq!(client_ip(ip("10.0.0.2"), &["10.1.1.1"], &[], &t), ip("10.1.1.1"));
+        assert_eq!(
+            client_ip(ip("10.0.0.2"), &["10.1.1.1"], &[], &t),
+            ip("10.1.1.1")
+        );
         // no header: the peer
         assert_eq!(client_ip(ip("10.0.0.2"), &[], &[], &t), ip("10.0.0.2"));
         // garbage stops the walk at the last believable hop
-        assert_eq!(client_ip(ip("10.0.0.2"), &["1.1.1.1, garbage"], &[], &t), ip("10.0.0.2"));
+        assert_eq!(
+            client_ip(ip("10.0.0.2"), &["1.1.1.1, garbage"], &[], &t),
+            ip("10.0.0.2")
+        );
     }
 
     #[test]
@@ -117,6 +152,9 @@ mod tests {
 
     #[test]
     fn mapped_addresses_are_canonical() {
-        assert_eq!(client_ip(ip("::ffff:203.0.113.9"), &[], &[], &[]), ip("203.0.113.9"));
+        assert_eq!(
+            client_ip(ip("::ffff:203.0.113.9"), &[], &[], &[]),
+            ip("203.0.113.9")
+        );
     }
 }

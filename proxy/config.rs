@@ -393,11 +393,21 @@ impl Validator<'_> {
         }
     }
 
-    fn duration(&self, key: &str, v: Option<&str>, default: Duration) -> Result<Duration, ConfigError> {
+    fn duration(
+        &self,
+        key: &str,
+        v: Option<&str>,
+        default: Duration,
+    ) -> Result<Duration, ConfigError> {
         match v {
             None => Ok(default),
             Some(s) => parse_duration(s).ok_or_else(|| {
-                self.err(key, format!("{s:?} is not a duration (expected e.g. \"50ms\", \"30s\", \"5m\", \"1h\")"))
+                self.err(
+                    key,
+                    format!(
+                        "{s:?} is not a duration (expected e.g. \"50ms\", \"30s\", \"5m\", \"1h\")"
+                    ),
+                )
             }),
         }
     }
@@ -405,14 +415,22 @@ impl Validator<'_> {
     fn socket_addr(&self, key: &str, s: &str) -> Result<String, ConfigError> {
         s.parse::<std::net::SocketAddr>()
             .map(|a| a.to_string())
-            .map_err(|_| self.err(key, format!("{s:?} is not ip:port (e.g. \"0.0.0.0:8080\", \"[::]:8443\")")))
+            .map_err(|_| {
+                self.err(
+                    key,
+                    format!("{s:?} is not ip:port (e.g. \"0.0.0.0:8080\", \"[::]:8443\")"),
+                )
+            })
     }
 
     fn url_path(&self, key: &str, s: &str) -> Result<String, ConfigError> {
         if s.starts_with('/') && !s.contains(['?', '#', ' ']) {
             Ok(s.to_string())
         } else {
-            Err(self.err(key, format!("{s:?} is not an absolute URL path (starting with '/', no query)")))
+            Err(self.err(
+                key,
+                format!("{s:?} is not an absolute URL path (starting with '/', no query)"),
+            ))
         }
     }
 
@@ -446,7 +464,10 @@ impl Validator<'_> {
             let tkey = self.path(&t.key);
             for (what, p) in [("cert", &cert), ("key", &tkey)] {
                 if !p.is_file() {
-                    return Err(self.err(&format!("{key}.{what}"), format!("{} is not a readable file", p.display())));
+                    return Err(self.err(
+                        &format!("{key}.{what}"),
+                        format!("{} is not a readable file", p.display()),
+                    ));
                 }
             }
             listeners.push(Listener {
@@ -455,7 +476,10 @@ impl Validator<'_> {
             });
         }
         if listeners.is_empty() {
-            return Err(self.err("server.listen", "no listener: give server.listen or a [[server.tls]] entry"));
+            return Err(self.err(
+                "server.listen",
+                "no listener: give server.listen or a [[server.tls]] entry",
+            ));
         }
         let threads = s.threads.unwrap_or(2);
         if !(1..=256).contains(&threads) {
@@ -465,34 +489,59 @@ impl Validator<'_> {
             .public_host
             .ok_or_else(|| self.err("server.public_host", "missing: the IdP's public host name as browsers see it (e.g. \"login.example.com\")"))?;
         if public_host.is_empty() || public_host.contains(['/', ' ', '@', '?', '#']) {
-            return Err(self.err("server.public_host", format!("{public_host:?} is not a host name (no scheme, no path)")));
+            return Err(self.err(
+                "server.public_host",
+                format!("{public_host:?} is not a host name (no scheme, no path)"),
+            ));
         }
         let mut trusted_proxies = Vec::new();
         for (i, n) in s.trusted_proxies.iter().enumerate() {
             trusted_proxies.push(parse_net(n).ok_or_else(|| {
-                self.err(&format!("server.trusted_proxies[{i}]"), format!("{n:?} is not a network (CIDR like \"10.0.0.0/8\" or an address)"))
+                self.err(
+                    &format!("server.trusted_proxies[{i}]"),
+                    format!("{n:?} is not a network (CIDR like \"10.0.0.0/8\" or an address)"),
+                )
             })?);
         }
         let max_body_bytes = s.max_body_bytes.unwrap_or(16 * 1024);
         if !(1024..=64 * 1024).contains(&max_body_bytes) {
             return Err(self.err("server.max_body_bytes", "must be between 1024 and 65536 (bodies handoff reads are replayed to the IdP from a 64 KiB buffer)"));
         }
-        let grace_period = self.duration("server.grace_period", s.grace_period.as_deref(), Duration::from_secs(30))?;
+        let grace_period = self.duration(
+            "server.grace_period",
+            s.grace_period.as_deref(),
+            Duration::from_secs(30),
+        )?;
 
-        let u = raw
-            .upstream
-            .ok_or_else(|| self.err("upstream", "missing: the [upstream] table with the IdP's address"))?;
-        let (host, _port) = split_host_port(&u.address)
-            .ok_or_else(|| self.err("upstream.address", format!("{:?} is not host:port", u.address)))?;
+        let u = raw.upstream.ok_or_else(|| {
+            self.err(
+                "upstream",
+                "missing: the [upstream] table with the IdP's address",
+            )
+        })?;
+        let (host, _port) = split_host_port(&u.address).ok_or_else(|| {
+            self.err(
+                "upstream.address",
+                format!("{:?} is not host:port", u.address),
+            )
+        })?;
         let host_header = match u.host_header.as_deref() {
             None | Some("preserve") => HostHeader::Preserve,
             Some(h) if !h.is_empty() && !h.contains(['/', ' ']) => HostHeader::Fixed(h.to_string()),
-            Some(h) => return Err(self.err("upstream.host_header", format!("{h:?}: expected \"preserve\" or a host name"))),
+            Some(h) => {
+                return Err(self.err(
+                    "upstream.host_header",
+                    format!("{h:?}: expected \"preserve\" or a host name"),
+                ))
+            }
         };
         let ca_file = u.ca_file.as_deref().map(|p| self.path(p));
         if let Some(p) = &ca_file {
             if !p.is_file() {
-                return Err(self.err("upstream.ca_file", format!("{} is not a readable file", p.display())));
+                return Err(self.err(
+                    "upstream.ca_file",
+                    format!("{} is not a readable file", p.display()),
+                ));
             }
         }
         let upstream = Upstream {
@@ -502,13 +551,23 @@ impl Validator<'_> {
             ca_file,
             host_header,
             forwarded_headers: u.forwarded_headers.unwrap_or(true),
-            timeout: self.duration("upstream.timeout", u.timeout.as_deref(), Duration::from_secs(5))?,
+            timeout: self.duration(
+                "upstream.timeout",
+                u.timeout.as_deref(),
+                Duration::from_secs(5),
+            )?,
             discovery_path: self.url_path(
                 "upstream.discovery_path",
-                u.discovery_path.as_deref().unwrap_or("/.well-known/openid-configuration"),
+                u.discovery_path
+                    .as_deref()
+                    .unwrap_or("/.well-known/openid-configuration"),
             )?,
             issuer: u.issuer,
-            jwks_cache_ttl: self.duration("upstream.jwks_cache_ttl", u.jwks_cache_ttl.as_deref(), Duration::from_secs(300))?,
+            jwks_cache_ttl: self.duration(
+                "upstream.jwks_cache_ttl",
+                u.jwks_cache_ttl.as_deref(),
+                Duration::from_secs(300),
+            )?,
         };
 
         let st = raw.store;
@@ -516,26 +575,50 @@ impl Validator<'_> {
             None if st.url.is_none() => StoreConfig::Memory,
             Some("memory") => {
                 if st.url.is_some() {
-                    return Err(self.err("store.url", "given with kind = \"memory\"; remove it or set kind = \"redis\""));
+                    return Err(self.err(
+                        "store.url",
+                        "given with kind = \"memory\"; remove it or set kind = \"redis\"",
+                    ));
                 }
                 StoreConfig::Memory
             }
             None | Some("redis") => {
-                let url = st.url.ok_or_else(|| self.err("store.url", "missing: kind = \"redis\" needs url = \"redis://host:port\""))?;
+                let url = st.url.ok_or_else(|| {
+                    self.err(
+                        "store.url",
+                        "missing: kind = \"redis\" needs url = \"redis://host:port\"",
+                    )
+                })?;
                 if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
                     return Err(self.err("store.url", "expected a redis:// or rediss:// URL"));
                 }
-                let timeout = self.duration("store.timeout", st.timeout.as_deref(), Duration::from_millis(50))?;
+                let timeout = self.duration(
+                    "store.timeout",
+                    st.timeout.as_deref(),
+                    Duration::from_millis(50),
+                )?;
                 if timeout.is_zero() {
                     return Err(self.err("store.timeout", "must be more than 0"));
                 }
                 let key_prefix = st.key_prefix.unwrap_or_else(|| "ho".into());
                 if key_prefix.is_empty() || key_prefix.contains(['{', '}', ' ']) {
-                    return Err(self.err("store.key_prefix", "must be non-empty, without braces or spaces"));
+                    return Err(self.err(
+                        "store.key_prefix",
+                        "must be non-empty, without braces or spaces",
+                    ));
                 }
-                StoreConfig::Redis { url: Secret::new(url), timeout, key_prefix }
+                StoreConfig::Redis {
+                    url: Secret::new(url),
+                    timeout,
+                    key_prefix,
+                }
             }
-            Some(other) => return Err(self.err("store.kind", format!("{other:?}: expected \"memory\" or \"redis\""))),
+            Some(other) => {
+                return Err(self.err(
+                    "store.kind",
+                    format!("{other:?}: expected \"memory\" or \"redis\""),
+                ))
+            }
         };
 
         let a = raw.assertion;
@@ -557,42 +640,104 @@ impl Validator<'_> {
                 let p = a.secret_file.ok_or_else(|| self.err("assertion.secret_file", "missing: alg = \"HS256\" needs a file holding the shared secret (at least 32 bytes)"))?;
                 SigningKey::Hs256File(self.path(&p))
             }
-            other => return Err(self.err("assertion.alg", format!("{other:?}: expected \"EdDSA\" or \"HS256\""))),
+            other => {
+                return Err(self.err(
+                    "assertion.alg",
+                    format!("{other:?}: expected \"EdDSA\" or \"HS256\""),
+                ))
+            }
         };
+        match &key {
+            SigningKey::Ed25519File(p) if !p.is_file() => {
+                return Err(self.err(
+                    "assertion.key_file",
+                    format!(
+                        "{} is not a readable file (make one with `handoff keygen --out FILE`)",
+                        p.display()
+                    ),
+                ))
+            }
+            SigningKey::Hs256File(p) if !p.is_file() => {
+                return Err(self.err(
+                    "assertion.secret_file",
+                    format!("{} is not a readable file", p.display()),
+                ))
+            }
+            _ => {}
+        }
         let assertion = AssertionConfig {
-            header: self.cookie_name("assertion.header", a.header.as_deref().unwrap_or("X-Handoff-Assertion"))?,
-            issuer: a.issuer.unwrap_or_else(|| format!("https://{public_host}/handoff")),
-            audience: a.audience.unwrap_or_else(|| format!("https://{public_host}")),
+            header: self.cookie_name(
+                "assertion.header",
+                a.header.as_deref().unwrap_or("X-Handoff-Assertion"),
+            )?,
+            issuer: a
+                .issuer
+                .unwrap_or_else(|| format!("https://{public_host}/handoff")),
+            audience: a
+                .audience
+                .unwrap_or_else(|| format!("https://{public_host}")),
             ttl,
             key,
         };
 
         let n = raw.names;
-        let redirect_cookie = self.cookie_name("names.redirect_cookie", n.redirect_cookie.as_deref().unwrap_or("__Host-handoff_stt"))?;
+        let redirect_cookie = self.cookie_name(
+            "names.redirect_cookie",
+            n.redirect_cookie.as_deref().unwrap_or("__Host-handoff_stt"),
+        )?;
         if !redirect_cookie.starts_with("__Host-") {
-            return Err(self.err("names.redirect_cookie", "must start with __Host- (SPEC §2.2: no Domain, Path=/, Secure)"));
+            return Err(self.err(
+                "names.redirect_cookie",
+                "must start with __Host- (SPEC §2.2: no Domain, Path=/, Secure)",
+            ));
         }
         let mut cookie_aliases = Vec::new();
-        for (i, c) in n.cookie_aliases.unwrap_or_else(|| vec!["session_transfer_token".into()]).iter().enumerate() {
+        for (i, c) in n
+            .cookie_aliases
+            .unwrap_or_else(|| vec!["session_transfer_token".into()])
+            .iter()
+            .enumerate()
+        {
             cookie_aliases.push(self.cookie_name(&format!("names.cookie_aliases[{i}]"), c)?);
         }
         let names = Names {
-            cookie: self.cookie_name("names.cookie", n.cookie.as_deref().unwrap_or("auth0_session_transfer_token"))?,
+            cookie: self.cookie_name(
+                "names.cookie",
+                n.cookie
+                    .as_deref()
+                    .unwrap_or("auth0_session_transfer_token"),
+            )?,
             cookie_aliases,
-            query_param: self.cookie_name("names.query_param", n.query_param.as_deref().unwrap_or("session_transfer_token"))?,
+            query_param: self.cookie_name(
+                "names.query_param",
+                n.query_param.as_deref().unwrap_or("session_transfer_token"),
+            )?,
             redirect_cookie,
         };
 
         let p = raw.paths;
         let mut redemption = Vec::new();
-        for (i, r) in p.redemption.unwrap_or_else(|| vec!["/authorize".into()]).iter().enumerate() {
+        for (i, r) in p
+            .redemption
+            .unwrap_or_else(|| vec!["/authorize".into()])
+            .iter()
+            .enumerate()
+        {
             redemption.push(self.url_path(&format!("paths.redemption[{i}]"), r)?);
         }
         let paths = Paths {
             token: self.url_path("paths.token", p.token.as_deref().unwrap_or("/oauth/token"))?,
-            revocation: self.url_path("paths.revocation", p.revocation.as_deref().unwrap_or("/oauth/revoke"))?,
+            revocation: self.url_path(
+                "paths.revocation",
+                p.revocation.as_deref().unwrap_or("/oauth/revoke"),
+            )?,
             redemption,
-            jwks: self.url_path("paths.jwks", p.jwks.as_deref().unwrap_or("/.well-known/handoff/jwks.json"))?,
+            jwks: self.url_path(
+                "paths.jwks",
+                p.jwks
+                    .as_deref()
+                    .unwrap_or("/.well-known/handoff/jwks.json"),
+            )?,
         };
 
         let rules_file = raw.rules.file.as_deref().map(|p| self.path(p));
@@ -602,11 +747,18 @@ impl Validator<'_> {
             None => None,
             Some(p) => {
                 let p = self.path(p);
-                let t = std::fs::read_to_string(&p)
-                    .map_err(|e| self.err("admin.token_file", format!("cannot read {}: {e}", p.display())))?;
+                let t = std::fs::read_to_string(&p).map_err(|e| {
+                    self.err(
+                        "admin.token_file",
+                        format!("cannot read {}: {e}", p.display()),
+                    )
+                })?;
                 let t = t.trim().to_string();
                 if t.len() < 16 {
-                    return Err(self.err("admin.token_file", "the token must be at least 16 characters"));
+                    return Err(self.err(
+                        "admin.token_file",
+                        "the token must be at least 16 characters",
+                    ));
                 }
                 Some(Secret::new(t))
             }
@@ -614,7 +766,10 @@ impl Validator<'_> {
         let listen = if ad.disabled {
             None
         } else {
-            let l = self.socket_addr("admin.listen", ad.listen.as_deref().unwrap_or("127.0.0.1:9090"))?;
+            let l = self.socket_addr(
+                "admin.listen",
+                ad.listen.as_deref().unwrap_or("127.0.0.1:9090"),
+            )?;
             let ip: std::net::SocketAddr = l.parse().expect("validated above");
             if !ip.ip().is_loopback() && token.is_none() {
                 return Err(self.err("admin.listen", format!("{l} is not a loopback address: set admin.token_file so the admin API is protected")));
@@ -643,9 +798,8 @@ impl Validator<'_> {
 /// True for an RFC 7230 token (header names, cookie names).
 fn is_token(s: &str) -> bool {
     !s.is_empty()
-        && s.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-        })
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 fn split_host_port(s: &str) -> Option<(&str, u16)> {
@@ -698,7 +852,8 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
 mod tests {
     use super::*;
 
-    const MIN: &str = "[server]\npublic_host = \"login.example.com\"\n[upstream]\naddress = \"127.0.0.1:3000\"\n";
+    const MIN: &str =
+        "[server]\npublic_host = \"login.example.com\"\n[upstream]\naddress = \"127.0.0.1:3000\"\n";
 
     fn load(t: &str) -> Result<Config, ConfigError> {
         Config::from_toml(t, "handoff.toml", Path::new("/etc/handoff"))
@@ -720,14 +875,24 @@ mod tests {
 
     #[test]
     fn errors_name_file_key_and_reason() {
-        let e = load("[server]\npublic_host = \"x\"\nlisten = [\"nope\"]\n[upstream]\naddress = \"a:1\"\n").unwrap_err();
+        let e = load(
+            "[server]\npublic_host = \"x\"\nlisten = [\"nope\"]\n[upstream]\naddress = \"a:1\"\n",
+        )
+        .unwrap_err();
         assert_eq!(e.key, "server.listen[0]");
-        assert!(e.to_string().starts_with("handoff.toml: server.listen[0]: \"nope\""), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("handoff.toml: server.listen[0]: \"nope\""),
+            "{e}"
+        );
 
         let e = load(&format!("{MIN}[store]\nkind = \"redis\"\n")).unwrap_err();
         assert_eq!(e.key, "store.url");
 
-        let e = load(&format!("{MIN}[store]\nurl = \"redis://x:1\"\ntimeout = \"fast\"\n")).unwrap_err();
+        let e = load(&format!(
+            "{MIN}[store]\nurl = \"redis://x:1\"\ntimeout = \"fast\"\n"
+        ))
+        .unwrap_err();
         assert_eq!(e.key, "store.timeout");
 
         let e = load(&format!("{MIN}[admin]\nlisten = \"0.0.0.0:9090\"\n")).unwrap_err();
@@ -754,7 +919,14 @@ mod tests {
 
     #[test]
     fn garbage_never_panics() {
-        for t in ["", "\u{0}", "[[[", "server = 3", "[upstream]\naddress = 7", "[server]\nthreads = -1"] {
+        for t in [
+            "",
+            "\u{0}",
+            "[[[",
+            "server = 3",
+            "[upstream]\naddress = 7",
+            "[server]\nthreads = -1",
+        ] {
             let _ = load(t);
         }
     }

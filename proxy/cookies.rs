@@ -19,7 +19,9 @@ pub fn take_cookies(headers: &[&str], names: &[&str]) -> (Option<String>, Vec<(S
                 continue;
             }
             match Cookie::parse(seg) {
-                Ok(c) if names.contains(&c.name()) => taken.push((c.name().to_string(), c.value().to_string())),
+                Ok(c) if names.contains(&c.name()) => {
+                    taken.push((c.name().to_string(), c.value().to_string()))
+                }
                 // A segment that does not parse, or another cookie: not ours to judge.
                 _ => kept.push(seg),
             }
@@ -61,11 +63,20 @@ mod tests {
     #[test]
     fn takes_only_named_cookies_and_keeps_the_rest_verbatim() {
         let (rest, taken) = take_cookies(
-            &["a=1; auth0_session_transfer_token=TOKEN; b=\"q v\"", "session_transfer_token=T2;c=3"],
+            &[
+                "a=1; auth0_session_transfer_token=TOKEN; b=\"q v\"",
+                "session_transfer_token=T2;c=3",
+            ],
             &["auth0_session_transfer_token", "session_transfer_token"],
         );
         assert_eq!(rest.as_deref(), Some("a=1; b=\"q v\"; c=3"));
-        assert_eq!(taken, vec![("auth0_session_transfer_token".into(), "TOKEN".into()), ("session_transfer_token".into(), "T2".into())]);
+        assert_eq!(
+            taken,
+            vec![
+                ("auth0_session_transfer_token".into(), "TOKEN".into()),
+                ("session_transfer_token".into(), "T2".into())
+            ]
+        );
         let (rest, taken) = take_cookies(&["x=1"], &["y"]);
         assert_eq!((rest.as_deref(), taken.len()), (Some("x=1"), 0));
         let (rest, _) = take_cookies(&["y=1"], &["y"]);
@@ -77,7 +88,14 @@ mod tests {
     #[test]
     fn redirect_cookie_has_host_prefix_attributes() {
         let c = redirect_cookie("__Host-handoff_stt", "abc.1.def", 42);
-        for part in ["__Host-handoff_stt=abc.1.def", "Secure", "HttpOnly", "SameSite=Lax", "Path=/", "Max-Age=42"] {
+        for part in [
+            "__Host-handoff_stt=abc.1.def",
+            "Secure",
+            "HttpOnly",
+            "SameSite=Lax",
+            "Path=/",
+            "Max-Age=42",
+        ] {
             assert!(c.contains(part), "{c}");
         }
         assert!(!c.contains("Domain"));

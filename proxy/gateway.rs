@@ -89,7 +89,10 @@ impl Gateway {
         let n = &h.config.names;
         let mut stt_cookie_names = vec![n.redirect_cookie.clone(), n.cookie.clone()];
         stt_cookie_names.extend(n.cookie_aliases.iter().cloned());
-        Gateway { h, stt_cookie_names }
+        Gateway {
+            h,
+            stt_cookie_names,
+        }
     }
 }
 
@@ -112,11 +115,17 @@ pub fn take_query_param(query: &str, param: &str) -> (String, Option<String>) {
 
 /// The value of `param` in a raw query string.
 fn query_param(query: &str, param: &str) -> Option<String> {
-    form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == param).map(|(_, v)| v.into_owned())
+    form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == param)
+        .map(|(_, v)| v.into_owned())
 }
 
 fn header_values<'a>(req: &'a RequestHeader, name: &str) -> Vec<&'a str> {
-    req.headers.get_all(name).iter().filter_map(|v| v.to_str().ok()).collect()
+    req.headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect()
 }
 
 /// SHA-256 over the configured request attributes (SPEC §4.2 `fingerprint`), or
@@ -139,13 +148,20 @@ pub fn fingerprint(req: &RequestHeader, names: &[String]) -> Option<[u8; 32]> {
     Some(out)
 }
 
-async fn respond(session: &mut Session, status: u16, headers: &[(&str, String)], body: Bytes) -> Result<()> {
+async fn respond(
+    session: &mut Session,
+    status: u16,
+    headers: &[(&str, String)],
+    body: Bytes,
+) -> Result<()> {
     let mut resp = ResponseHeader::build(status, Some(headers.len() + 2))?;
     for (k, v) in headers {
         resp.append_header(k.to_string(), v.as_str())?;
     }
     resp.insert_header(header::CONTENT_LENGTH, body.len().to_string())?;
-    session.write_response_header(Box::new(resp), body.is_empty()).await?;
+    session
+        .write_response_header(Box::new(resp), body.is_empty())
+        .await?;
     if !body.is_empty() {
         session.write_response_body(Some(body), true).await?;
     }
@@ -173,7 +189,17 @@ impl Gateway {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|n| n > limit as u64) {
-            respond_json(session, 413, &OAuthError { status: 413, error: "invalid_request", description: format!("the body is larger than {limit} bytes") }.body()).await?;
+            respond_json(
+                session,
+                413,
+                &OAuthError {
+                    status: 413,
+                    error: "invalid_request",
+                    description: format!("the body is larger than {limit} bytes"),
+                }
+                .body(),
+            )
+            .await?;
             return Ok(None);
         }
         // Whatever we read is kept in pingora's retry buffer and replayed to the
@@ -183,7 +209,17 @@ impl Gateway {
         while let Some(chunk) = session.read_request_body().await? {
             body.extend_from_slice(&chunk);
             if body.len() > limit {
-                respond_json(session, 413, &OAuthError { status: 413, error: "invalid_request", description: format!("the body is larger than {limit} bytes") }.body()).await?;
+                respond_json(
+                    session,
+                    413,
+                    &OAuthError {
+                        status: 413,
+                        error: "invalid_request",
+                        description: format!("the body is larger than {limit} bytes"),
+                    }
+                    .body(),
+                )
+                .await?;
                 return Ok(None);
             }
         }
@@ -197,7 +233,12 @@ impl Gateway {
         let Some(body) = self.read_body(session).await? else {
             return Ok(true);
         };
-        let ct = session.req_header().headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let ct = session
+            .req_header()
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         let params = match parse_token_body(ct.as_deref(), &body) {
             Ok(p) => p,
             Err(e) => {
@@ -209,7 +250,10 @@ impl Gateway {
             return Ok(false);
         }
         ctx.route = Route::Mint;
-        let fp = fingerprint(session.req_header(), self.h.policy.load().fingerprint_headers());
+        let fp = fingerprint(
+            session.req_header(),
+            self.h.policy.load().fingerprint_headers(),
+        );
         let answer = mint::mint(&self.h, &params, ctx.client_ip, fp).await;
         respond_json(session, answer.status, &answer.body).await?;
         Ok(true)
@@ -236,7 +280,11 @@ impl ProxyHttp for Gateway {
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         let h = &self.h;
         // Invariant 5: only handoff puts an assertion on a request.
-        while session.req_header_mut().remove_header(h.config.assertion.header.as_str()).is_some() {}
+        while session
+            .req_header_mut()
+            .remove_header(h.config.assertion.header.as_str())
+            .is_some()
+        {}
 
         let peer = session
             .client_addr()
@@ -251,15 +299,24 @@ impl ProxyHttp for Gateway {
                 &header_values(req, "forwarded"),
                 &h.config.trusted_proxies,
             );
-            ctx.host = req.headers.get(header::HOST).and_then(|v| v.to_str().ok()).map(str::to_owned);
+            ctx.host = req
+                .headers
+                .get(header::HOST)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
         }
         ctx.tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
 
         let path = session.req_header().uri.path().to_string();
         let method = session.req_header().method.clone();
-        if path == h.config.paths.jwks && (method == http::Method::GET || method == http::Method::HEAD) {
+        if path == h.config.paths.jwks
+            && (method == http::Method::GET || method == http::Method::HEAD)
+        {
             ctx.route = Route::Jwks;
-            let headers = [("content-type", "application/json".to_string()), ("cache-control", "public, max-age=300".to_string())];
+            let headers = [
+                ("content-type", "application/json".to_string()),
+                ("cache-control", "public, max-age=300".to_string()),
+            ];
             respond(session, 200, &headers, h.jwks_json.clone()).await?;
             return Ok(true);
         }
@@ -271,15 +328,25 @@ impl ProxyHttp for Gateway {
         if let Some(q) = &query {
             let (clean, value) = take_query_param(q, &h.config.names.query_param);
             if value.is_some() {
-                let pq = if clean.is_empty() { path.clone() } else { format!("{path}?{clean}") };
-                let uri: http::Uri = pq.parse().or_err(ErrorType::InvalidHTTPHeader, "rebuilding the URI without the transfer token")?;
+                let pq = if clean.is_empty() {
+                    path.clone()
+                } else {
+                    format!("{path}?{clean}")
+                };
+                let uri: http::Uri = pq.parse().or_err(
+                    ErrorType::InvalidHTTPHeader,
+                    "rebuilding the URI without the transfer token",
+                )?;
                 session.req_header_mut().set_uri(uri);
                 from_query = value;
             }
         }
         // ...and out of the Cookie header, on every request (the native app's cookie
         // is scoped to the whole IdP host, so the browser sends it everywhere).
-        let cookie_headers: Vec<String> = header_values(session.req_header(), "cookie").into_iter().map(str::to_owned).collect();
+        let cookie_headers: Vec<String> = header_values(session.req_header(), "cookie")
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
         let mut from_cookies = Vec::new();
         if !cookie_headers.is_empty() {
             let names: Vec<&str> = self.stt_cookie_names.iter().map(String::as_str).collect();
@@ -315,12 +382,25 @@ impl ProxyHttp for Gateway {
                     Ok(t) => {
                         let remaining = t.claimed_expiry() as i64 - h.clock.now_secs() as i64;
                         let remaining = remaining.clamp(0, 300);
-                        headers.push(("set-cookie", cookies::redirect_cookie(&h.config.names.redirect_cookie, t.expose(), remaining)));
+                        headers.push((
+                            "set-cookie",
+                            cookies::redirect_cookie(
+                                &h.config.names.redirect_cookie,
+                                t.expose(),
+                                remaining,
+                            ),
+                        ));
                         tracing::debug!(token = %t, "query-delivered token moved to the redirect cookie");
                     }
                     Err(_) => {
-                        h.metrics.redemptions.with_label_values(&["fallback", "malformed"]).inc();
-                        tracing::info!(reason = "malformed", "redemption fell back to an ordinary login");
+                        h.metrics
+                            .redemptions
+                            .with_label_values(&["fallback", "malformed"])
+                            .inc();
+                        tracing::info!(
+                            reason = "malformed",
+                            "redemption fell back to an ordinary login"
+                        );
                     }
                 }
                 for name in &ctx.expire {
@@ -337,10 +417,18 @@ impl ProxyHttp for Gateway {
                 .iter()
                 .find(|(n, _)| *n == h.config.names.redirect_cookie)
                 .map(|(_, v)| (v.clone(), AuthMethod::Query))
-                .or_else(|| from_cookies.first().map(|(_, v)| (v.clone(), AuthMethod::Cookie)));
+                .or_else(|| {
+                    from_cookies
+                        .first()
+                        .map(|(_, v)| (v.clone(), AuthMethod::Cookie))
+                });
             if let Some((token, method)) = chosen {
                 ctx.no_store = true;
-                let web_client = session.req_header().uri.query().and_then(|q| query_param(q, "client_id"));
+                let web_client = session
+                    .req_header()
+                    .uri
+                    .query()
+                    .and_then(|q| query_param(q, "client_id"));
                 let fp = fingerprint(session.req_header(), h.policy.load().fingerprint_headers());
                 let presented = Presented {
                     token: &token,
@@ -370,9 +458,17 @@ impl ProxyHttp for Gateway {
         Ok(Box::new(peer))
     }
 
-    async fn upstream_request_filter(&self, _session: &mut Session, req: &mut RequestHeader, ctx: &mut Ctx) -> Result<()> {
+    async fn upstream_request_filter(
+        &self,
+        _session: &mut Session,
+        req: &mut RequestHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
         let h = &self.h;
-        while req.remove_header(h.config.assertion.header.as_str()).is_some() {}
+        while req
+            .remove_header(h.config.assertion.header.as_str())
+            .is_some()
+        {}
         if let HostHeader::Fixed(host) = &h.config.upstream.host_header {
             req.insert_header(header::HOST, host.as_str())?;
         }
@@ -391,7 +487,12 @@ impl ProxyHttp for Gateway {
         Ok(())
     }
 
-    async fn response_filter(&self, _session: &mut Session, resp: &mut ResponseHeader, ctx: &mut Ctx) -> Result<()> {
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
         for name in &ctx.expire {
             resp.append_header(header::SET_COOKIE, cookies::expire_cookie(name))?;
         }
@@ -423,10 +524,16 @@ mod tests {
 
     #[test]
     fn query_param_is_removed_and_the_rest_kept() {
-        let (q, v) = take_query_param("client_id=web&session_transfer_token=abc.1.x&state=a%20b", "session_transfer_token");
+        let (q, v) = take_query_param(
+            "client_id=web&session_transfer_token=abc.1.x&state=a%20b",
+            "session_transfer_token",
+        );
         assert_eq!(q, "client_id=web&state=a%20b");
         assert_eq!(v.as_deref(), Some("abc.1.x"));
-        let (q, v) = take_query_param("session_transfer_token=a&session_transfer_token=b", "session_transfer_token");
+        let (q, v) = take_query_param(
+            "session_transfer_token=a&session_transfer_token=b",
+            "session_transfer_token",
+        );
         assert_eq!((q.as_str(), v.as_deref()), ("", Some("a")));
         let (q, v) = take_query_param("a=1&&b", "x");
         assert_eq!((q.as_str(), v), ("a=1&&b", None));

@@ -82,7 +82,9 @@ pub struct IdpClient {
 
 impl fmt::Debug for IdpClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("IdpClient").field("upstream", &self.upstream.address).finish_non_exhaustive()
+        f.debug_struct("IdpClient")
+            .field("upstream", &self.upstream.address)
+            .finish_non_exhaustive()
     }
 }
 
@@ -98,17 +100,22 @@ impl IdpClient {
         let mut roots = rustls::RootCertStore::empty();
         roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
         if let Some(ca) = &config.upstream.ca_file {
-            let pem = std::fs::read(ca).map_err(|e| format!("upstream.ca_file {}: {e}", ca.display()))?;
+            let pem =
+                std::fs::read(ca).map_err(|e| format!("upstream.ca_file {}: {e}", ca.display()))?;
             for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
                 let cert = cert.map_err(|e| format!("upstream.ca_file {}: {e}", ca.display()))?;
-                roots.add(cert).map_err(|e| format!("upstream.ca_file {}: {e}", ca.display()))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| format!("upstream.ca_file {}: {e}", ca.display()))?;
             }
         }
-        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_connect_timeout(Some(config.upstream.timeout));
@@ -140,7 +147,10 @@ impl IdpClient {
         body: Bytes,
     ) -> Result<IdpResponse, IdpError> {
         let uri = format!("{}{}", self.upstream.base_url(), path);
-        let mut req = http::Request::builder().method(method).uri(&uri).header(http::header::HOST, &self.host);
+        let mut req = http::Request::builder()
+            .method(method)
+            .uri(&uri)
+            .header(http::header::HOST, &self.host);
         for (k, v) in headers {
             req = req.header(*k, v);
         }
@@ -148,7 +158,11 @@ impl IdpClient {
             .body(Full::new(body))
             .map_err(|e| IdpError::Invalid(format!("cannot build request: {e}")))?;
         let fut = async {
-            let resp = self.client.request(req).await.map_err(|e| IdpError::Unavailable(format!("{path}: {e}")))?;
+            let resp = self
+                .client
+                .request(req)
+                .await
+                .map_err(|e| IdpError::Unavailable(format!("{path}: {e}")))?;
             let status = resp.status().as_u16();
             let body = Limited::new(resp.into_body(), MAX_RESPONSE)
                 .collect()
@@ -159,19 +173,35 @@ impl IdpClient {
         };
         let resp = tokio::time::timeout(self.upstream.timeout, fut)
             .await
-            .map_err(|_| IdpError::Unavailable(format!("{path}: timed out after {:?}", self.upstream.timeout)))??;
+            .map_err(|_| {
+                IdpError::Unavailable(format!(
+                    "{path}: timed out after {:?}",
+                    self.upstream.timeout
+                ))
+            })??;
         if resp.status >= 500 {
-            return Err(IdpError::Unavailable(format!("{path}: HTTP {}", resp.status)));
+            return Err(IdpError::Unavailable(format!(
+                "{path}: HTTP {}",
+                resp.status
+            )));
         }
         Ok(resp)
     }
 
     async fn get_json(&self, path: &str) -> Result<Value, IdpError> {
-        let r = self.send(http::Method::GET, path, &[("accept", "application/json".into())], Bytes::new()).await?;
+        let r = self
+            .send(
+                http::Method::GET,
+                path,
+                &[("accept", "application/json".into())],
+                Bytes::new(),
+            )
+            .await?;
         if r.status != 200 {
             return Err(IdpError::Invalid(format!("{path}: HTTP {}", r.status)));
         }
-        serde_json::from_slice(&r.body).map_err(|e| IdpError::Invalid(format!("{path}: not JSON: {e}")))
+        serde_json::from_slice(&r.body)
+            .map_err(|e| IdpError::Invalid(format!("{path}: not JSON: {e}")))
     }
 
     async fn discovery(&self) -> Result<Discovery, IdpError> {
@@ -179,7 +209,8 @@ impl IdpClient {
             return Ok(d);
         }
         let v = self.get_json(&self.upstream.discovery_path).await?;
-        let d: Discovery = serde_json::from_value(v).map_err(|e| IdpError::Invalid(format!("discovery document: {e}")))?;
+        let d: Discovery = serde_json::from_value(v)
+            .map_err(|e| IdpError::Invalid(format!("discovery document: {e}")))?;
         self.cache.lock().await.discovery = Some(d.clone());
         Ok(d)
     }
@@ -189,7 +220,8 @@ impl IdpClient {
         {
             let c = self.cache.lock().await;
             if let Some((set, at)) = &c.jwks {
-                let fresh = now.saturating_sub(*at) < self.upstream.jwks_cache_ttl.as_millis() as u64;
+                let fresh =
+                    now.saturating_sub(*at) < self.upstream.jwks_cache_ttl.as_millis() as u64;
                 let may_refetch = now.saturating_sub(c.last_refetch_ms) >= 10_000;
                 if fresh && !(force && may_refetch) {
                     return Ok(set.clone());
@@ -198,7 +230,8 @@ impl IdpClient {
         }
         let d = self.discovery().await?;
         let v = self.get_json(path_of(&d.jwks_uri)).await?;
-        let set: JwkSet = serde_json::from_value(v).map_err(|e| IdpError::Invalid(format!("JWKS: {e}")))?;
+        let set: JwkSet =
+            serde_json::from_value(v).map_err(|e| IdpError::Invalid(format!("JWKS: {e}")))?;
         let mut c = self.cache.lock().await;
         c.jwks = Some((set.clone(), now));
         if force {
@@ -236,10 +269,16 @@ impl IdpClient {
     }
 
     /// Verifies an id_token issued to `client_id` and returns its `sub`.
-    pub async fn id_token_subject(&self, id_token: &str, client_id: &str) -> Result<String, IdpError> {
+    pub async fn id_token_subject(
+        &self,
+        id_token: &str,
+        client_id: &str,
+    ) -> Result<String, IdpError> {
         let claims = self.verify_jws(id_token).await?;
         if !audience_contains(&claims, client_id) {
-            return Err(IdpError::Invalid("id_token: aud does not name the client".into()));
+            return Err(IdpError::Invalid(
+                "id_token: aud does not name the client".into(),
+            ));
         }
         let now = self.clock.now_secs();
         let exp = claims.get("exp").and_then(Value::as_u64).unwrap_or(0);
@@ -262,20 +301,27 @@ impl IdpClient {
             .send(
                 http::Method::GET,
                 &path,
-                &[("authorization", format!("Bearer {access_token}")), ("accept", "application/json".into())],
+                &[
+                    ("authorization", format!("Bearer {access_token}")),
+                    ("accept", "application/json".into()),
+                ],
                 Bytes::new(),
             )
             .await?;
         if r.status != 200 {
             return Err(IdpError::Invalid(format!("userinfo: HTTP {}", r.status)));
         }
-        let v: Value = serde_json::from_slice(&r.body).map_err(|e| IdpError::Invalid(format!("userinfo: {e}")))?;
+        let v: Value = serde_json::from_slice(&r.body)
+            .map_err(|e| IdpError::Invalid(format!("userinfo: {e}")))?;
         subject(&v).ok_or_else(|| IdpError::Invalid("userinfo: no sub".into()))
     }
 }
 
 fn subject(v: &Value) -> Option<String> {
-    v.get("sub").and_then(Value::as_str).filter(|s| !s.is_empty() && s.len() <= 255).map(str::to_owned)
+    v.get("sub")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty() && s.len() <= 255)
+        .map(str::to_owned)
 }
 
 /// Whether a JWT's `aud` (string or array) contains `want`.
@@ -295,7 +341,8 @@ impl hyper_rustls::ResolveServerName for FixedServerName {
     fn resolve(
         &self,
         _uri: &http::Uri,
-    ) -> Result<rustls::pki_types::ServerName<'static>, Box<dyn std::error::Error + Sync + Send>> {
+    ) -> Result<rustls::pki_types::ServerName<'static>, Box<dyn std::error::Error + Sync + Send>>
+    {
         Ok(rustls::pki_types::ServerName::try_from(self.0.clone())?)
     }
 }
@@ -314,7 +361,10 @@ mod tests {
     #[test]
     fn audiences() {
         assert!(audience_contains(&serde_json::json!({"aud": "a"}), "a"));
-        assert!(audience_contains(&serde_json::json!({"aud": ["b", "a"]}), "a"));
+        assert!(audience_contains(
+            &serde_json::json!({"aud": ["b", "a"]}),
+            "a"
+        ));
         assert!(!audience_contains(&serde_json::json!({"aud": ["b"]}), "a"));
         assert!(!audience_contains(&serde_json::json!({}), "a"));
     }

@@ -135,8 +135,10 @@ fn split(token: &str) -> Result<(Header, Value, &str, Vec<u8>), JwsError> {
     let (Some(h), Some(p), Some(s), None) = (it.next(), it.next(), it.next(), it.next()) else {
         return Err(JwsError::Malformed("not three segments"));
     };
-    let header: Header = serde_json::from_slice(&b64(h)?).map_err(|_| JwsError::Malformed("header is not JSON"))?;
-    let claims: Value = serde_json::from_slice(&b64(p)?).map_err(|_| JwsError::Malformed("payload is not JSON"))?;
+    let header: Header =
+        serde_json::from_slice(&b64(h)?).map_err(|_| JwsError::Malformed("header is not JSON"))?;
+    let claims: Value =
+        serde_json::from_slice(&b64(p)?).map_err(|_| JwsError::Malformed("payload is not JSON"))?;
     if !claims.is_object() {
         return Err(JwsError::Malformed("payload is not a JSON object"));
     }
@@ -167,7 +169,11 @@ pub fn verify(token: &str, jwks: &JwkSet, allowed: &[Alg]) -> Result<Value, JwsE
             return Ok(claims);
         }
     }
-    Err(if any { JwsError::BadSignature } else { JwsError::UnknownKey })
+    Err(if any {
+        JwsError::BadSignature
+    } else {
+        JwsError::UnknownKey
+    })
 }
 
 /// Whether `kid` names a key of `jwks` (used to decide whether to refetch a JWKS).
@@ -179,7 +185,9 @@ pub fn header_kid(token: &str) -> Option<String> {
 
 fn verify_with(alg: Alg, k: &Jwk, msg: &[u8], sig: &[u8]) -> Result<bool, JwsError> {
     let field = |v: &Option<String>, what: &'static str| -> Result<Vec<u8>, JwsError> {
-        b64(v.as_deref().ok_or(JwsError::Key(format!("JWK lacks {what}")))?)
+        b64(v
+            .as_deref()
+            .ok_or(JwsError::Key(format!("JWK lacks {what}")))?)
     };
     let ok = match alg {
         Alg::Rs256 => {
@@ -259,8 +267,14 @@ impl Signer {
         let der = if bytes.starts_with(b"-----") {
             let mut rd = bytes;
             match rustls_pemfile::private_key(&mut rd) {
-                Ok(Some(rustls::pki_types::PrivateKeyDer::Pkcs8(k))) => k.secret_pkcs8_der().to_vec(),
-                _ => return Err(JwsError::Key("expected a PEM \"PRIVATE KEY\" (PKCS#8) block".into())),
+                Ok(Some(rustls::pki_types::PrivateKeyDer::Pkcs8(k))) => {
+                    k.secret_pkcs8_der().to_vec()
+                }
+                _ => {
+                    return Err(JwsError::Key(
+                        "expected a PEM \"PRIVATE KEY\" (PKCS#8) block".into(),
+                    ))
+                }
             }
         } else {
             bytes.to_vec()
@@ -274,14 +288,17 @@ impl Signer {
     /// A fresh Ed25519 key that lives only in this process.
     pub fn ephemeral_ed25519() -> Signer {
         let rng = ring::rand::SystemRandom::new();
-        let doc = signature::Ed25519KeyPair::generate_pkcs8(&rng).expect("system randomness failed");
+        let doc =
+            signature::Ed25519KeyPair::generate_pkcs8(&rng).expect("system randomness failed");
         Signer::ed25519_from_pkcs8(doc.as_ref()).expect("ring accepts its own key")
     }
 
     /// An HS256 signer; the secret must be at least 32 bytes.
     pub fn hs256(secret: &[u8]) -> Result<Signer, JwsError> {
         if secret.len() < 32 {
-            return Err(JwsError::Key("an HS256 secret must be at least 32 bytes".into()));
+            return Err(JwsError::Key(
+                "an HS256 secret must be at least 32 bytes".into(),
+            ));
         }
         let kid = kid_of(ring::digest::digest(&ring::digest::SHA256, secret).as_ref());
         Ok(Signer::Hs256 {
@@ -358,10 +375,21 @@ mod tests {
         assert_eq!(verify(&t, &jwks, &[Alg::EdDsa]).unwrap()["sub"], "alice");
         // payload swapped
         let parts: Vec<&str> = t.split('.').collect();
-        let forged = format!("{}.{}.{}", parts[0], URL_SAFE_NO_PAD.encode(r#"{"sub":"mallory"}"#), parts[2]);
-        assert_eq!(verify(&forged, &jwks, &[Alg::EdDsa]), Err(JwsError::BadSignature));
+        let forged = format!(
+            "{}.{}.{}",
+            parts[0],
+            URL_SAFE_NO_PAD.encode(r#"{"sub":"mallory"}"#),
+            parts[2]
+        );
+        assert_eq!(
+            verify(&forged, &jwks, &[Alg::EdDsa]),
+            Err(JwsError::BadSignature)
+        );
         // algorithm not allowed
-        assert!(matches!(verify(&t, &jwks, &[Alg::Rs256]), Err(JwsError::Algorithm(_))));
+        assert!(matches!(
+            verify(&t, &jwks, &[Alg::Rs256]),
+            Err(JwsError::Algorithm(_))
+        ));
         // another key
         let other = Signer::ephemeral_ed25519().public_jwks();
         assert!(verify(&t, &other, &[Alg::EdDsa]).is_err());
@@ -380,8 +408,17 @@ mod tests {
     #[test]
     fn es256_verifies_with_a_jwk() {
         let rng = ring::rand::SystemRandom::new();
-        let pkcs8 = signature::EcdsaKeyPair::generate_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
-        let kp = signature::EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng).unwrap();
+        let pkcs8 = signature::EcdsaKeyPair::generate_pkcs8(
+            &signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+            &rng,
+        )
+        .unwrap();
+        let kp = signature::EcdsaKeyPair::from_pkcs8(
+            &signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+            pkcs8.as_ref(),
+            &rng,
+        )
+        .unwrap();
         let pubkey = kp.public_key().as_ref();
         let jwk = Jwk {
             kty: "EC".into(),
@@ -401,16 +438,36 @@ mod tests {
         let set = JwkSet { keys: vec![jwk] };
         assert_eq!(verify(&t, &set, &[Alg::Es256]).unwrap()["sub"], "bob");
         // wrong kid → unknown key
-        let t2 = t.replacen(&URL_SAFE_NO_PAD.encode(r#"{"alg":"ES256","kid":"k1"}"#), &URL_SAFE_NO_PAD.encode(r#"{"alg":"ES256","kid":"k2"}"#), 1);
+        let t2 = t.replacen(
+            &URL_SAFE_NO_PAD.encode(r#"{"alg":"ES256","kid":"k1"}"#),
+            &URL_SAFE_NO_PAD.encode(r#"{"alg":"ES256","kid":"k2"}"#),
+            1,
+        );
         assert_eq!(verify(&t2, &set, &[Alg::Es256]), Err(JwsError::UnknownKey));
     }
 
     #[test]
     fn alg_none_and_garbage_are_refused() {
         let set = Signer::ephemeral_ed25519().public_jwks();
-        let none = format!("{}.{}.", URL_SAFE_NO_PAD.encode(r#"{"alg":"none"}"#), URL_SAFE_NO_PAD.encode(r#"{"sub":"x"}"#));
-        assert!(matches!(verify(&none, &set, &[Alg::EdDsa, Alg::Rs256, Alg::Es256]), Err(JwsError::Algorithm(_))));
-        for g in ["", ".", "..", "a.b.c", "a.b", "a.b.c.d", "€.€.€", &"x".repeat(20_000)] {
+        let none = format!(
+            "{}.{}.",
+            URL_SAFE_NO_PAD.encode(r#"{"alg":"none"}"#),
+            URL_SAFE_NO_PAD.encode(r#"{"sub":"x"}"#)
+        );
+        assert!(matches!(
+            verify(&none, &set, &[Alg::EdDsa, Alg::Rs256, Alg::Es256]),
+            Err(JwsError::Algorithm(_))
+        ));
+        for g in [
+            "",
+            ".",
+            "..",
+            "a.b.c",
+            "a.b",
+            "a.b.c.d",
+            "€.€.€",
+            &"x".repeat(20_000),
+        ] {
             assert!(verify(g, &set, &[Alg::EdDsa]).is_err());
         }
     }
@@ -423,6 +480,11 @@ mod tests {
         let t = s.sign(&json!({"a": 1}));
         let (input, sig) = t.rsplit_once('.').unwrap();
         let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &[7u8; 32]);
-        ring::hmac::verify(&key, input.as_bytes(), &URL_SAFE_NO_PAD.decode(sig).unwrap()).unwrap();
+        ring::hmac::verify(
+            &key,
+            input.as_bytes(),
+            &URL_SAFE_NO_PAD.decode(sig).unwrap(),
+        )
+        .unwrap();
     }
 }

@@ -18,6 +18,7 @@ pub mod cookies;
 pub mod gateway;
 pub mod idp;
 pub mod jws;
+pub mod logging;
 pub mod metrics;
 pub mod mint;
 pub mod redeem;

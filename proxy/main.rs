@@ -67,19 +67,9 @@ enum RulesCmd {
     },
 }
 
-fn init_logs(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("HANDOFF_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    if format == "json" {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
-}
-
 fn load_config(path: Option<&PathBuf>) -> Result<Config, String> {
-    let path = path.ok_or("no config file: pass --config FILE (see deploy/examples/handoff.toml)")?;
+    let path =
+        path.ok_or("no config file: pass --config FILE (see deploy/examples/handoff.toml)")?;
     Config::load(path).map_err(|e| e.to_string())
 }
 
@@ -93,7 +83,10 @@ fn run(cli: &Cli) -> Result<(), String> {
         store = if matches!(h.config.store, handoff::config::StoreConfig::Memory) { "memory" } else { "redis" },
         "handoff starting"
     );
-    let opt = pingora::server::configuration::Opt { upgrade: cli.upgrade, ..Default::default() };
+    let opt = pingora::server::configuration::Opt {
+        upgrade: cli.upgrade,
+        ..Default::default()
+    };
     let server = handoff::server::build(h.clone(), Some(opt))?;
     spawn_sighup_reload(h);
     server.run_forever()
@@ -102,7 +95,10 @@ fn run(cli: &Cli) -> Result<(), String> {
 /// SIGHUP reloads the rules (SPEC §4).
 fn spawn_sighup_reload(h: Arc<Handoff>) {
     std::thread::spawn(move || {
-        let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        let rt = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
             Ok(rt) => rt,
             Err(e) => {
                 tracing::error!(error = %e, "cannot watch SIGHUP");
@@ -110,7 +106,9 @@ fn spawn_sighup_reload(h: Arc<Handoff>) {
             }
         };
         rt.block_on(async move {
-            let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+            let Ok(mut hup) =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            else {
                 tracing::error!("cannot watch SIGHUP");
                 return;
             };
@@ -123,18 +121,19 @@ fn spawn_sighup_reload(h: Arc<Handoff>) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logs(&cli.log_format);
+    handoff::logging::init(&cli.log_format);
     let result = match &cli.command {
         None | Some(Command::Run) => run(&cli),
-        Some(Command::Config { what: ConfigCmd::Check { file } }) => Config::load(file)
-            .map(|c| {
-                println!("{}: ok ({} listener(s), upstream {}, mint audience {})", file.display(), c.listeners.len(), c.upstream.address, c.mint_audience());
-            })
-            .map_err(|e| e.to_string()),
-        Some(Command::Rules { what: RulesCmd::Check { file } }) => std::fs::read_to_string(file)
+        Some(Command::Config {
+            what: ConfigCmd::Check { file },
+        }) => check_config(file),
+        Some(Command::Rules {
+            what: RulesCmd::Check { file },
+        }) => std::fs::read_to_string(file)
             .map_err(|e| format!("{}: cannot read: {e}", file.display()))
             .and_then(|text| {
-                let p = handoff_rules::Policy::from_toml(&text, &file.display().to_string()).map_err(|d| d.to_string())?;
+                let p = handoff_rules::Policy::from_toml(&text, &file.display().to_string())
+                    .map_err(|d| d.to_string())?;
                 for w in p.warnings() {
                     eprintln!("{w}");
                 }
@@ -143,16 +142,24 @@ fn main() -> ExitCode {
             }),
         Some(Command::Keygen { out }) => {
             if out.exists() {
-                Err(format!("{} exists; refusing to overwrite a key", out.display()))
+                Err(format!(
+                    "{} exists; refusing to overwrite a key",
+                    out.display()
+                ))
             } else {
                 write_private(out, handoff::jws::generate_ed25519_pem().as_bytes())
                     .map(|()| println!("wrote {} (set assertion.key_file to it)", out.display()))
                     .map_err(|e| format!("{}: {e}", out.display()))
             }
         }
-        Some(Command::Jwks) => load_config(cli.config.as_ref()).and_then(|c| load_signer(&c)).map(|s| {
-            println!("{}", serde_json::to_string_pretty(&s.public_jwks()).expect("JWKS serializes"));
-        }),
+        Some(Command::Jwks) => load_config(cli.config.as_ref())
+            .and_then(|c| load_signer(&c))
+            .map(|s| {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&s.public_jwks()).expect("JWKS serializes")
+                );
+            }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -163,9 +170,31 @@ fn main() -> ExitCode {
     }
 }
 
+/// Validates the config and everything it names (signing key, rules file).
+fn check_config(file: &std::path::Path) -> Result<(), String> {
+    let c = Config::load(file).map_err(|e| e.to_string())?;
+    load_signer(&c)?;
+    let policy = handoff::app::load_policy(&c)?;
+    for w in policy.warnings() {
+        eprintln!("{w}");
+    }
+    println!(
+        "{}: ok ({} listener(s), upstream {}, mint audience {})",
+        file.display(),
+        c.listeners.len(),
+        c.upstream.address,
+        c.mint_audience()
+    );
+    Ok(())
+}
+
 fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
     f.write_all(bytes)
 }

@@ -3,7 +3,9 @@
 //! Labels are closed sets (outcomes and reasons are `&'static str` from the code),
 //! never values from requests, so cardinality is bounded.
 
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
+};
 
 /// handoff's metrics.
 #[derive(Debug, Clone)]
@@ -34,30 +36,48 @@ impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new();
         let counter = |name: &str, help: &str, labels: &[&str]| {
-            let c = IntCounterVec::new(Opts::new(name, help), labels).expect("static metric definition");
-            registry.register(Box::new(c.clone())).expect("unique metric name");
+            let c = IntCounterVec::new(Opts::new(name, help), labels)
+                .expect("static metric definition");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("unique metric name");
             c
         };
         let histogram = |name: &str, help: &str, labels: &[&str], buckets: Vec<f64>| {
-            let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels).expect("static metric definition");
-            registry.register(Box::new(h.clone())).expect("unique metric name");
+            let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels)
+                .expect("static metric definition");
+            registry
+                .register(Box::new(h.clone()))
+                .expect("unique metric name");
             h
         };
         let m = Metrics {
-            mints: counter("handoff_mints_total", "Session transfer token mint requests by outcome.", &["outcome"]),
+            mints: counter(
+                "handoff_mints_total",
+                "Session transfer token mint requests by outcome.",
+                &["outcome"],
+            ),
             redemptions: counter(
                 "handoff_redemptions_total",
                 "Session transfer token redemptions by outcome and reason.",
                 &["outcome", "reason"],
             ),
-            store_errors: counter("handoff_store_errors_total", "Store operations that failed or timed out.", &["op"]),
+            store_errors: counter(
+                "handoff_store_errors_total",
+                "Store operations that failed or timed out.",
+                &["op"],
+            ),
             store_latency: histogram(
                 "handoff_store_seconds",
                 "Store operation latency.",
                 &["op"],
                 vec![0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25],
             ),
-            rules_reloads: counter("handoff_rules_reloads_total", "Rules file reloads by outcome.", &["outcome"]),
+            rules_reloads: counter(
+                "handoff_rules_reloads_total",
+                "Rules file reloads by outcome.",
+                &["outcome"],
+            ),
             request_latency: histogram(
                 "handoff_request_seconds",
                 "Latency of requests handoff answers or proxies, by route.",

@@ -34,14 +34,19 @@ pub struct TokenParams(pub Vec<(String, String)>);
 impl std::fmt::Debug for TokenParams {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Names only: values include refresh tokens and client secrets.
-        f.debug_list().entries(self.0.iter().map(|(k, _)| k)).finish()
+        f.debug_list()
+            .entries(self.0.iter().map(|(k, _)| k))
+            .finish()
     }
 }
 
 impl TokenParams {
     /// The value of `name`, if present.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 
     /// Form-encodes every parameter except those in `except`.
@@ -70,7 +75,11 @@ pub struct OAuthError {
 impl OAuthError {
     /// A 400 `invalid_request`.
     pub fn invalid_request(description: impl Into<String>) -> Self {
-        OAuthError { status: 400, error: "invalid_request", description: description.into() }
+        OAuthError {
+            status: 400,
+            error: "invalid_request",
+            description: description.into(),
+        }
     }
 
     /// The JSON body.
@@ -81,9 +90,19 @@ impl OAuthError {
 
 /// Parses a token-endpoint body: `application/json` (an object of strings) or
 /// `application/x-www-form-urlencoded`. Repeated parameters are refused (RFC 6749 §3.2).
-pub fn parse_token_body(content_type: Option<&str>, body: &[u8]) -> Result<TokenParams, OAuthError> {
-    let ct = content_type.unwrap_or("").split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-    let text = std::str::from_utf8(body).map_err(|_| OAuthError::invalid_request("the body is not UTF-8"))?;
+pub fn parse_token_body(
+    content_type: Option<&str>,
+    body: &[u8],
+) -> Result<TokenParams, OAuthError> {
+    let ct = content_type
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let text = std::str::from_utf8(body)
+        .map_err(|_| OAuthError::invalid_request("the body is not UTF-8"))?;
     let pairs: Vec<(String, String)> = match ct.as_str() {
         "application/json" => {
             let v: Value = serde_json::from_str(text).map_err(|_| OAuthError::invalid_request("the body is not valid JSON"))?;
@@ -114,7 +133,10 @@ pub fn parse_token_body(content_type: Option<&str>, body: &[u8]) -> Result<Token
     let mut seen = std::collections::HashSet::new();
     for (k, _) in &pairs {
         if !seen.insert(k.as_str()) {
-            return Err(OAuthError::invalid_request(format!("parameter {:?} is repeated", k.chars().take(64).collect::<String>())));
+            return Err(OAuthError::invalid_request(format!(
+                "parameter {:?} is repeated",
+                k.chars().take(64).collect::<String>()
+            )));
         }
     }
     Ok(TokenParams(pairs))
@@ -137,16 +159,28 @@ impl MintAnswer {
             // even on failure, or the app is logged out.
             body["refresh_token"] = Value::String(rt.to_string());
         }
-        MintAnswer { status: e.status, body }
+        MintAnswer {
+            status: e.status,
+            body,
+        }
     }
 }
 
 fn unavailable(what: &str) -> OAuthError {
-    OAuthError { status: 503, error: "temporarily_unavailable", description: format!("{what}; try again") }
+    OAuthError {
+        status: 503,
+        error: "temporarily_unavailable",
+        description: format!("{what}; try again"),
+    }
 }
 
 /// Runs a mint for the request `params` from `client_ip` with device `fingerprint`.
-pub async fn mint(h: &Handoff, params: &TokenParams, client_ip: IpAddr, fingerprint: Option<[u8; 32]>) -> MintAnswer {
+pub async fn mint(
+    h: &Handoff,
+    params: &TokenParams,
+    client_ip: IpAddr,
+    fingerprint: Option<[u8; 32]>,
+) -> MintAnswer {
     let answer = mint_inner(h, params, client_ip, fingerprint).await;
     let outcome = match answer.status {
         200 => "minted",
@@ -162,16 +196,36 @@ pub async fn mint(h: &Handoff, params: &TokenParams, client_ip: IpAddr, fingerpr
     answer
 }
 
-async fn mint_inner(h: &Handoff, params: &TokenParams, client_ip: IpAddr, fingerprint: Option<[u8; 32]>) -> MintAnswer {
+async fn mint_inner(
+    h: &Handoff,
+    params: &TokenParams,
+    client_ip: IpAddr,
+    fingerprint: Option<[u8; 32]>,
+) -> MintAnswer {
     // 1. shape
     if params.get("grant_type") != Some("refresh_token") {
-        return MintAnswer::error(OAuthError::invalid_request("a session transfer token is minted with grant_type=refresh_token"), None);
+        return MintAnswer::error(
+            OAuthError::invalid_request(
+                "a session transfer token is minted with grant_type=refresh_token",
+            ),
+            None,
+        );
     }
-    let Some(client_id) = params.get("client_id").filter(|c| !c.is_empty() && c.len() <= 256) else {
+    let Some(client_id) = params
+        .get("client_id")
+        .filter(|c| !c.is_empty() && c.len() <= 256)
+    else {
         return MintAnswer::error(OAuthError::invalid_request("client_id is required"), None);
     };
-    let Some(refresh_token) = params.get("refresh_token").filter(|t| !t.is_empty() && t.len() <= 4096).map(Secret::new) else {
-        return MintAnswer::error(OAuthError::invalid_request("refresh_token is required"), None);
+    let Some(refresh_token) = params
+        .get("refresh_token")
+        .filter(|t| !t.is_empty() && t.len() <= 4096)
+        .map(Secret::new)
+    else {
+        return MintAnswer::error(
+            OAuthError::invalid_request("refresh_token is required"),
+            None,
+        );
     };
 
     // 2. policy
@@ -180,7 +234,10 @@ async fn mint_inner(h: &Handoff, params: &TokenParams, client_ip: IpAddr, finger
         match policy.native_client(client_id) {
             Some(n) if n.can_create_session_transfer_token => n.transfer_token_ttl,
             _ => {
-                tracing::info!(client_id, "mint refused: client may not create session transfer tokens");
+                tracing::info!(
+                    client_id,
+                    "mint refused: client may not create session transfer tokens"
+                );
                 return MintAnswer::error(
                     OAuthError {
                         status: 400,
@@ -197,7 +254,10 @@ async fn mint_inner(h: &Handoff, params: &TokenParams, client_ip: IpAddr, finger
     let presented = refresh_token.hash();
     let lineage = match h.store.refresh_token_info(&presented).await {
         Err(e) => {
-            h.metrics.store_errors.with_label_values(&["refresh_token_info"]).inc();
+            h.metrics
+                .store_errors
+                .with_label_values(&["refresh_token_info"])
+                .inc();
             tracing::warn!(error = %e, "mint: store unavailable");
             return MintAnswer::error(unavailable("the session store is unavailable"), None);
         }
@@ -207,7 +267,8 @@ async fn mint_inner(h: &Handoff, params: &TokenParams, client_ip: IpAddr, finger
                 OAuthError {
                     status: 400,
                     error: "unauthorized_client",
-                    description: "a refresh token from a session transfer cannot mint another".into(),
+                    description: "a refresh token from a session transfer cannot mint another"
+                        .into(),
                 },
                 None,
             );
@@ -240,8 +301,17 @@ async fn mint_inner(h: &Handoff, params: &TokenParams, client_ip: IpAddr, finger
     };
     let body: Option<Map<String, Value>> = serde_json::from_slice(&resp.body).ok();
     if resp.status != 200 {
-        let idp_error = body.as_ref().and_then(|b| b.get("error")).and_then(Value::as_str).unwrap_or("");
-        tracing::info!(client_id, status = resp.status, idp_error, "mint: identity provider rejected the refresh grant");
+        let idp_error = body
+            .as_ref()
+            .and_then(|b| b.get("error"))
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        tracing::info!(
+            client_id,
+            status = resp.status,
+            idp_error,
+            "mint: identity provider rejected the refresh grant"
+        );
         let (status, error) = match idp_error {
             "invalid_client" => (401, "invalid_client"),
             "invalid_scope" => (400, "invalid_scope"),
@@ -249,15 +319,26 @@ async fn mint_inner(h: &Handoff, params: &TokenParams, client_ip: IpAddr, finger
             _ => (400, "invalid_grant"),
         };
         return MintAnswer::error(
-            OAuthError { status, error, description: "the identity provider rejected the refresh token".into() },
+            OAuthError {
+                status,
+                error,
+                description: "the identity provider rejected the refresh token".into(),
+            },
             None,
         );
     }
     let Some(body) = body else {
         tracing::error!("mint: the identity provider's token response is not a JSON object");
-        return MintAnswer::error(unavailable("the identity provider answered unexpectedly"), None);
+        return MintAnswer::error(
+            unavailable("the identity provider answered unexpectedly"),
+            None,
+        );
     };
-    let rotated = body.get("refresh_token").and_then(Value::as_str).filter(|s| !s.is_empty()).map(Secret::new);
+    let rotated = body
+        .get("refresh_token")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(Secret::new);
     let rotated_text = rotated.as_ref().map(|s| s.expose());
     let id_token = body.get("id_token").and_then(Value::as_str);
 
@@ -265,7 +346,9 @@ async fn mint_inner(h: &Handoff, params: &TokenParams, client_ip: IpAddr, finger
     let sub = match (id_token, body.get("access_token").and_then(Value::as_str)) {
         (Some(t), _) => h.idp.id_token_subject(t, client_id).await,
         (None, Some(at)) => h.idp.userinfo_subject(at).await,
-        (None, None) => Err(crate::idp::IdpError::Invalid("neither id_token nor access_token".into())),
+        (None, None) => Err(crate::idp::IdpError::Invalid(
+            "neither id_token nor access_token".into(),
+        )),
     };
     let sub = match sub {
         Ok(s) => s,
@@ -283,7 +366,12 @@ async fn mint_inner(h: &Handoff, params: &TokenParams, client_ip: IpAddr, finger
         sub,
         native_client_id: client_id.to_string(),
         lineage: lineage.clone(),
-        scope: body.get("scope").and_then(Value::as_str).or(params.get("scope")).unwrap_or("").to_string(),
+        scope: body
+            .get("scope")
+            .and_then(Value::as_str)
+            .or(params.get("scope"))
+            .unwrap_or("")
+            .to_string(),
         ip: client_ip,
         asn: None,
         fingerprint: fingerprint.map(|f| crate::secret::hex(&f)),
@@ -294,16 +382,30 @@ async fn mint_inner(h: &Handoff, params: &TokenParams, client_ip: IpAddr, finger
     if let Some(r) = &rotated {
         refresh_hashes.push(r.hash());
     }
-    match h.store.record_mint(stt.hash(), &ctx, &refresh_hashes, LINEAGE_TTL).await {
+    match h
+        .store
+        .record_mint(stt.hash(), &ctx, &refresh_hashes, LINEAGE_TTL)
+        .await
+    {
         Err(e) => {
-            h.metrics.store_errors.with_label_values(&["record_mint"]).inc();
+            h.metrics
+                .store_errors
+                .with_label_values(&["record_mint"])
+                .inc();
             tracing::warn!(error = %e, "mint: store unavailable");
-            return MintAnswer::error(unavailable("the session store is unavailable"), rotated_text);
+            return MintAnswer::error(
+                unavailable("the session store is unavailable"),
+                rotated_text,
+            );
         }
         Ok(MintWrite::LineageRevoked) => {
             tracing::warn!(%lineage, client_id, "mint refused: lineage revoked");
             return MintAnswer::error(
-                OAuthError { status: 400, error: "invalid_grant", description: "the refresh token has been revoked".into() },
+                OAuthError {
+                    status: 400,
+                    error: "invalid_grant",
+                    description: "the refresh token has been revoked".into(),
+                },
                 rotated_text,
             );
         }
@@ -323,7 +425,10 @@ async fn mint_inner(h: &Handoff, params: &TokenParams, client_ip: IpAddr, finger
     if let Some(t) = id_token {
         out["id_token"] = Value::String(t.to_string());
     }
-    MintAnswer { status: 200, body: out }
+    MintAnswer {
+        status: 200,
+        body: out,
+    }
 }
 
 #[cfg(test)]
@@ -332,10 +437,18 @@ mod tests {
 
     #[test]
     fn bodies_parse_or_fail_clearly() {
-        let p = parse_token_body(Some("application/json"), br#"{"grant_type":"refresh_token","client_id":"a","n":1}"#).unwrap();
+        let p = parse_token_body(
+            Some("application/json"),
+            br#"{"grant_type":"refresh_token","client_id":"a","n":1}"#,
+        )
+        .unwrap();
         assert_eq!(p.get("client_id"), Some("a"));
         assert_eq!(p.get("n"), Some("1"));
-        let p = parse_token_body(Some("application/x-www-form-urlencoded; charset=utf-8"), b"a=1&b=x%20y").unwrap();
+        let p = parse_token_body(
+            Some("application/x-www-form-urlencoded; charset=utf-8"),
+            b"a=1&b=x%20y",
+        )
+        .unwrap();
         assert_eq!(p.get("b"), Some("x y"));
         for (ct, body) in [
             (Some("application/json"), &b"{"[..]),

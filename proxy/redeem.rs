@@ -95,7 +95,10 @@ pub async fn redeem(h: &Handoff, p: &Presented<'_>) -> Outcome {
     let outcome = redeem_inner(h, p).await;
     match &outcome {
         Outcome::Success(r) => {
-            h.metrics.redemptions.with_label_values(&["success", "ok"]).inc();
+            h.metrics
+                .redemptions
+                .with_label_values(&["success", "ok"])
+                .inc();
             tracing::info!(
                 lineage = %r.ctx.lineage, sid = %r.sid, web_client = %r.web_client,
                 native_client = %r.ctx.native_client_id, client_ip = %p.client_ip,
@@ -103,7 +106,10 @@ pub async fn redeem(h: &Handoff, p: &Presented<'_>) -> Outcome {
             );
         }
         Outcome::Fallback(reason) => {
-            h.metrics.redemptions.with_label_values(&["fallback", reason]).inc();
+            h.metrics
+                .redemptions
+                .with_label_values(&["fallback", reason])
+                .inc();
             tracing::info!(reason, client_ip = %p.client_ip, web_client = p.web_client.unwrap_or("-"), "redemption fell back to an ordinary login");
         }
     }
@@ -120,7 +126,11 @@ async fn redeem_inner(h: &Handoff, p: &Presented<'_>) -> Outcome {
         }
     };
     // 3. spend it
-    let consumed = match h.store.consume_transfer_token(token.lineage(), token.hash()).await {
+    let consumed = match h
+        .store
+        .consume_transfer_token(token.lineage(), token.hash())
+        .await
+    {
         Ok(c) => c,
         Err(e) => {
             h.metrics.store_errors.with_label_values(&["consume"]).inc();
@@ -133,16 +143,27 @@ async fn redeem_inner(h: &Handoff, p: &Presented<'_>) -> Outcome {
         Consumed::Unknown => return Outcome::Fallback("not_found_or_expired"),
         Consumed::Replayed { ctx } => {
             tracing::warn!(token = %token, lineage = %ctx.lineage, "replayed session transfer token");
-            let revoke = h.policy.load().web_client(web_client).revoke_lineage_on_replay;
+            let revoke = h
+                .policy
+                .load()
+                .web_client(web_client)
+                .revoke_lineage_on_replay;
             if revoke {
                 match h.store.revoke_lineage(&ctx.lineage, LINEAGE_TTL).await {
-                    Ok(()) => tracing::warn!(lineage = %ctx.lineage, "lineage revoked after replay"),
-                    Err(e) => tracing::error!(error = %e, lineage = %ctx.lineage, "could not revoke lineage after replay"),
+                    Ok(()) => {
+                        tracing::warn!(lineage = %ctx.lineage, "lineage revoked after replay")
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, lineage = %ctx.lineage, "could not revoke lineage after replay")
+                    }
                 }
             }
             return Outcome::Fallback("not_found_or_expired");
         }
-        Consumed::Fresh { ctx, lineage_revoked } => (ctx, lineage_revoked),
+        Consumed::Fresh {
+            ctx,
+            lineage_revoked,
+        } => (ctx, lineage_revoked),
     };
     // 4. the redemption context
     if ctx.exp <= h.clock.now_secs() {
@@ -175,7 +196,14 @@ async fn redeem_inner(h: &Handoff, p: &Presented<'_>) -> Outcome {
     }
     // 5. log the user in
     let sid = random_id();
-    let assertion = assertion::sign(h, &AssertionFacts { ctx: &ctx, sid: &sid, web_client });
+    let assertion = assertion::sign(
+        h,
+        &AssertionFacts {
+            ctx: &ctx,
+            sid: &sid,
+            web_client,
+        },
+    );
     Outcome::Success(Box::new(Redeemed {
         sid,
         web_client: web_client.to_string(),

@@ -32,19 +32,27 @@ pub fn build(h: Arc<Handoff>, opt: Option<Opt>) -> Result<Server, String> {
     let mut server = Server::new_with_opt_and_conf(opt, conf);
     server.bootstrap();
 
-    let mut proxy = pingora::proxy::http_proxy_service(&server.configuration, Gateway::new(h.clone()));
+    let mut proxy =
+        pingora::proxy::http_proxy_service(&server.configuration, Gateway::new(h.clone()));
     for l in &h.config.listeners {
         match &l.tls {
             None => proxy.add_tcp(&l.addr),
             Some(t) => proxy
-                .add_tls(&l.addr, &t.cert.display().to_string(), &t.key.display().to_string())
+                .add_tls(
+                    &l.addr,
+                    &t.cert.display().to_string(),
+                    &t.key.display().to_string(),
+                )
                 .map_err(|e| format!("TLS listener {}: {e}", l.addr))?,
         }
     }
     server.add_service(proxy);
 
     if let Some(addr) = &h.config.admin.listen {
-        let mut admin = Service::new("handoff admin".to_string(), HttpServer::new_app(AdminApp::new(h.clone())));
+        let mut admin = Service::new(
+            "handoff admin".to_string(),
+            HttpServer::new_app(AdminApp::new(h.clone())),
+        );
         admin.add_tcp(addr);
         server.add_service(admin);
     }

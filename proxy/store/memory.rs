@@ -75,7 +75,11 @@ impl MemoryStore {
     /// Number of live keys (for tests and metrics).
     pub fn len(&self) -> usize {
         let now = self.clock.now_ms();
-        self.lock().entries.values().filter(|e| e.expires_ms > now).count()
+        self.lock()
+            .entries
+            .values()
+            .filter(|e| e.expires_ms > now)
+            .count()
     }
 
     /// Whether the store holds no live key.
@@ -86,7 +90,10 @@ impl MemoryStore {
 
 #[async_trait]
 impl Store for MemoryStore {
-    async fn refresh_token_info(&self, token: &SecretHash) -> Result<Option<RefreshTokenInfo>, StoreError> {
+    async fn refresh_token_info(
+        &self,
+        token: &SecretHash,
+    ) -> Result<Option<RefreshTokenInfo>, StoreError> {
         let now = self.clock.now_ms();
         let mut m = self.lock();
         match m.get(&self.keys.refresh(token), now) {
@@ -104,35 +111,58 @@ impl Store for MemoryStore {
     ) -> Result<MintWrite, StoreError> {
         let now = self.clock.now_ms();
         let mut m = self.lock();
-        let info = encode(&RefreshTokenInfo { lineage: ctx.lineage.clone(), kind: RefreshKind::Native });
+        let info = encode(&RefreshTokenInfo {
+            lineage: ctx.lineage.clone(),
+            kind: RefreshKind::Native,
+        });
         for rt in refresh_tokens {
             m.set(self.keys.refresh(rt), info.clone(), now, refresh_ttl);
         }
         if m.get(&self.keys.revoked(&ctx.lineage), now).is_some() {
             return Ok(MintWrite::LineageRevoked);
         }
-        m.set(self.keys.stt(&ctx.lineage, stt), encode(ctx), now, ttl_until(now, ctx.exp));
+        m.set(
+            self.keys.stt(&ctx.lineage, stt),
+            encode(ctx),
+            now,
+            ttl_until(now, ctx.exp),
+        );
         Ok(MintWrite::Stored)
     }
 
-    async fn consume_transfer_token(&self, lineage: &LineageId, stt: &SecretHash) -> Result<Consumed, StoreError> {
+    async fn consume_transfer_token(
+        &self,
+        lineage: &LineageId,
+        stt: &SecretHash,
+    ) -> Result<Consumed, StoreError> {
         let now = self.clock.now_ms();
         let mut m = self.lock();
         let revoked = m.get(&self.keys.revoked(lineage), now).is_some();
         if let Some((v, remaining)) = m.take(&self.keys.stt(lineage, stt), now) {
-            m.set(self.keys.used(lineage, stt), v.clone(), now, remaining + REPLAY_MEMORY);
+            m.set(
+                self.keys.used(lineage, stt),
+                v.clone(),
+                now,
+                remaining + REPLAY_MEMORY,
+            );
             let ctx = decode("transfer token", v.as_bytes())?;
-            return Ok(Consumed::Fresh { ctx, lineage_revoked: revoked });
+            return Ok(Consumed::Fresh {
+                ctx,
+                lineage_revoked: revoked,
+            });
         }
         match m.get(&self.keys.used(lineage, stt), now) {
-            Some(v) => Ok(Consumed::Replayed { ctx: decode("transfer token", v.as_bytes())? }),
+            Some(v) => Ok(Consumed::Replayed {
+                ctx: decode("transfer token", v.as_bytes())?,
+            }),
             None => Ok(Consumed::Unknown),
         }
     }
 
     async fn revoke_lineage(&self, lineage: &LineageId, ttl: Duration) -> Result<(), StoreError> {
         let now = self.clock.now_ms();
-        self.lock().set(self.keys.revoked(lineage), "1".into(), now, ttl);
+        self.lock()
+            .set(self.keys.revoked(lineage), "1".into(), now, ttl);
         Ok(())
     }
 

@@ -138,7 +138,10 @@ pub const REPLAY_MEMORY: Duration = Duration::from_secs(60);
 #[async_trait]
 pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// What handoff knows of the refresh token with this hash.
-    async fn refresh_token_info(&self, token: &SecretHash) -> Result<Option<RefreshTokenInfo>, StoreError>;
+    async fn refresh_token_info(
+        &self,
+        token: &SecretHash,
+    ) -> Result<Option<RefreshTokenInfo>, StoreError>;
 
     /// Records a mint: maps each of `refresh_tokens` (the presented one and the
     /// rotated one) to the lineage for `refresh_ttl`, then — atomically with a check
@@ -155,7 +158,11 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// Consumes the STT with hash `stt` of lineage `lineage`: atomically removes it,
     /// leaves a replay marker, and reports whether the lineage is revoked. A token
     /// succeeds at most once, across any number of callers and instances.
-    async fn consume_transfer_token(&self, lineage: &LineageId, stt: &SecretHash) -> Result<Consumed, StoreError>;
+    async fn consume_transfer_token(
+        &self,
+        lineage: &LineageId,
+        stt: &SecretHash,
+    ) -> Result<Consumed, StoreError>;
 
     /// Marks a lineage revoked for `ttl`.
     async fn revoke_lineage(&self, lineage: &LineageId, ttl: Duration) -> Result<(), StoreError>;
@@ -176,7 +183,9 @@ pub struct Keys {
 impl Keys {
     /// Keys under `prefix` (default `ho`).
     pub fn new(prefix: &str) -> Self {
-        Keys { prefix: prefix.to_string() }
+        Keys {
+            prefix: prefix.to_string(),
+        }
     }
 
     /// `ho:{L}:stt:<hash>` — the STT record.

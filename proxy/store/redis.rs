@@ -67,15 +67,23 @@ pub struct RedisStore {
 
 impl fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RedisStore").field("timeout", &self.timeout).finish_non_exhaustive()
+        f.debug_struct("RedisStore")
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
     }
 }
 
 impl RedisStore {
     /// Connects lazily to `url` (the first operation connects; a Redis that is down
     /// at start makes operations fail, not the start).
-    pub fn new(url: &str, key_prefix: &str, timeout: Duration, clock: SharedClock) -> Result<Self, StoreError> {
-        let client = ::redis::Client::open(url).map_err(|e| StoreError::Unavailable(format!("bad Redis URL ({:?})", e.kind())))?;
+    pub fn new(
+        url: &str,
+        key_prefix: &str,
+        timeout: Duration,
+        clock: SharedClock,
+    ) -> Result<Self, StoreError> {
+        let client = ::redis::Client::open(url)
+            .map_err(|e| StoreError::Unavailable(format!("bad Redis URL ({:?})", e.kind())))?;
         let cfg = ::redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Some(timeout.max(Duration::from_millis(250))))
             .set_response_timeout(Some(timeout))
@@ -110,10 +118,14 @@ impl RedisStore {
 
 #[async_trait]
 impl Store for RedisStore {
-    async fn refresh_token_info(&self, token: &SecretHash) -> Result<Option<RefreshTokenInfo>, StoreError> {
+    async fn refresh_token_info(
+        &self,
+        token: &SecretHash,
+    ) -> Result<Option<RefreshTokenInfo>, StoreError> {
         let mut c = self.conn.clone();
         let v: Option<String> = self.run(c.get(self.keys.refresh(token))).await?;
-        v.map(|v| decode("refresh token info", v.as_bytes())).transpose()
+        v.map(|v| decode("refresh token info", v.as_bytes()))
+            .transpose()
     }
 
     async fn record_mint(
@@ -124,13 +136,17 @@ impl Store for RedisStore {
         refresh_ttl: Duration,
     ) -> Result<MintWrite, StoreError> {
         let mut c = self.conn.clone();
-        let info = encode(&RefreshTokenInfo { lineage: ctx.lineage.clone(), kind: RefreshKind::Native });
+        let info = encode(&RefreshTokenInfo {
+            lineage: ctx.lineage.clone(),
+            kind: RefreshKind::Native,
+        });
         // The refresh-token mappings live outside the lineage's hash slot (they are
         // looked up by token alone), so they are a pipeline of their own.
         if !refresh_tokens.is_empty() {
             let mut p = ::redis::pipe();
             for rt in refresh_tokens {
-                p.set_ex(self.keys.refresh(rt), &info, refresh_ttl.as_secs().max(1)).ignore();
+                p.set_ex(self.keys.refresh(rt), &info, refresh_ttl.as_secs().max(1))
+                    .ignore();
             }
             let () = self.run(p.query_async(&mut c)).await?;
         }
@@ -145,10 +161,18 @@ impl Store for RedisStore {
                     .invoke_async(&mut c),
             )
             .await?;
-        Ok(if stored == 1 { MintWrite::Stored } else { MintWrite::LineageRevoked })
+        Ok(if stored == 1 {
+            MintWrite::Stored
+        } else {
+            MintWrite::LineageRevoked
+        })
     }
 
-    async fn consume_transfer_token(&self, lineage: &LineageId, stt: &SecretHash) -> Result<Consumed, StoreError> {
+    async fn consume_transfer_token(
+        &self,
+        lineage: &LineageId,
+        stt: &SecretHash,
+    ) -> Result<Consumed, StoreError> {
         let mut c = self.conn.clone();
         let (state, value, revoked): (i64, String, i64) = self
             .run(
@@ -161,15 +185,21 @@ impl Store for RedisStore {
             )
             .await?;
         Ok(match state {
-            1 => Consumed::Fresh { ctx: decode("transfer token", value.as_bytes())?, lineage_revoked: revoked == 1 },
-            2 => Consumed::Replayed { ctx: decode("transfer token", value.as_bytes())? },
+            1 => Consumed::Fresh {
+                ctx: decode("transfer token", value.as_bytes())?,
+                lineage_revoked: revoked == 1,
+            },
+            2 => Consumed::Replayed {
+                ctx: decode("transfer token", value.as_bytes())?,
+            },
             _ => Consumed::Unknown,
         })
     }
 
     async fn revoke_lineage(&self, lineage: &LineageId, ttl: Duration) -> Result<(), StoreError> {
         let mut c = self.conn.clone();
-        self.run(c.set_ex(self.keys.revoked(lineage), "1", ttl.as_secs().max(1))).await
+        self.run(c.set_ex(self.keys.revoked(lineage), "1", ttl.as_secs().max(1)))
+            .await
     }
 
     async fn is_lineage_revoked(&self, lineage: &LineageId) -> Result<bool, StoreError> {

@@ -1,0 +1,118 @@
+//! The `handoff` command: config and rules checks, key generation, JWKS export.
+//! Bad files get a clear message naming the file, the key (or line) and the reason,
+//! and a non-zero exit — never a panic.
+
+use std::process::Command;
+
+fn handoff(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_handoff"))
+        .args(args)
+        .env("HANDOFF_LOG", "warn")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn no_panic(stderr: &str) {
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn shipped_examples_are_valid() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let (code, out, err) = handoff(&[
+        "config",
+        "check",
+        &format!("{root}/deploy/examples/handoff.toml"),
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("ok"));
+    let (code, out, err) = handoff(&[
+        "rules",
+        "check",
+        &format!("{root}/deploy/examples/rules.toml"),
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+}
+
+#[test]
+fn broken_configs_are_refused_with_file_key_and_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        ("", "server.public_host"),
+        ("[server]\npublic_host = \"x\"\n", "upstream"),
+        ("[server]\npublic_host = \"x\"\n[upstream]\naddress = \"idp:notaport\"\n", "upstream.address"),
+        ("[server]\npublic_host = \"x\"\nthreads = \"many\"\n", "3:11"),
+        ("[server]\npublic_host = \"x\"\n[upstream]\naddress = \"a:1\"\n[store]\nkind = \"etcd\"\n", "store.kind"),
+        ("[server]\npublic_host = \"x\"\n[upstream]\naddress = \"a:1\"\n[admin]\nlisten = \"0.0.0.0:9\"\n", "admin.listen"),
+        ("\u{feff}[[[\n", "1:"),
+        ("[server]\npublic_host = \"x\"\n[upstream]\naddress = \"a:1\"\n[assertion]\nkey_file = \"missing.pem\"\n", ""),
+    ];
+    for (i, (text, key)) in cases.iter().enumerate() {
+        let p = dir.path().join(format!("c{i}.toml"));
+        std::fs::write(&p, text).unwrap();
+        let (code, _, err) = handoff(&["config", "check", p.to_str().unwrap()]);
+        no_panic(&err);
+        assert_eq!(code, 1, "{text:?} was accepted");
+        assert!(err.contains(&format!("c{i}.toml")), "names the file: {err}");
+        assert!(err.contains(key), "names {key}: {err}");
+    }
+    // Invalid UTF-8 and a missing file.
+    let p = dir.path().join("bin.toml");
+    std::fs::write(&p, b"\xff\xfe\x00garbage").unwrap();
+    let (code, _, err) = handoff(&["config", "check", p.to_str().unwrap()]);
+    no_panic(&err);
+    assert_eq!(code, 1);
+    let (code, _, err) = handoff(&["config", "check", "/nonexistent/handoff.toml"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("cannot read"));
+    // Running with a broken config fails the same way, before listening.
+    let (code, _, err) = handoff(&["--config", dir.path().join("c0.toml").to_str().unwrap()]);
+    no_panic(&err);
+    assert_eq!(code, 1);
+}
+
+#[test]
+fn broken_rules_are_refused_with_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("rules.toml");
+    std::fs::write(
+        &p,
+        "[web.\"w\"]\nsession_idle = \"2h\"\nsession_absolute = \"1h\"\nbogus_key = 1\n",
+    )
+    .unwrap();
+    let (code, _, err) = handoff(&["rules", "check", p.to_str().unwrap()]);
+    no_panic(&err);
+    assert_eq!(code, 1);
+    assert!(err.contains("rules.toml:"), "{err}");
+    assert!(err.contains("bogus_key"), "{err}");
+}
+
+#[test]
+fn keygen_writes_a_private_key_and_jwks_exports_its_public_half() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("k.pem");
+    let (code, out, err) = handoff(&["keygen", "--out", key.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let (code, _, err) = handoff(&["keygen", "--out", key.to_str().unwrap()]);
+    assert_eq!(code, 1, "refuses to overwrite");
+    assert!(err.contains("refusing"));
+    let cfg = dir.path().join("h.toml");
+    std::fs::write(&cfg, "[server]\npublic_host = \"login.example\"\n[upstream]\naddress = \"127.0.0.1:3000\"\n[assertion]\nkey_file = \"k.pem\"\n").unwrap();
+    let (code, out, err) = handoff(&["--config", cfg.to_str().unwrap(), "jwks"]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["keys"][0]["crv"], "Ed25519");
+    assert!(v["keys"][0].get("d").is_none());
+    let pem = std::fs::read_to_string(&key).unwrap();
+    assert!(!out.contains(pem.lines().nth(1).unwrap()));
+}

@@ -1,0 +1,332 @@
+//! One test suite, two stores: every test here runs against the embedded memory
+//! store and against a real redis-server, and must see the same semantics.
+
+mod support;
+
+use handoff::clock::{ManualClock, SharedClock};
+use handoff::secret::{LineageId, SecretHash, TransferToken};
+use handoff::store::memory::MemoryStore;
+use handoff::store::redis::RedisStore;
+use handoff::store::{Consumed, MintContext, MintWrite, RefreshKind, Store, StoreError};
+use std::sync::Arc;
+use std::time::Duration;
+use support::redis::RedisServer;
+
+struct Subject {
+    name: &'static str,
+    store: Arc<dyn Store>,
+    clock: Arc<ManualClock>,
+    _redis: Option<RedisServer>,
+}
+
+fn subjects() -> Vec<Subject> {
+    let mc = ManualClock::new();
+    let memory = Subject {
+        name: "memory",
+        store: Arc::new(MemoryStore::new(mc.clone() as SharedClock)),
+        clock: mc,
+        _redis: None,
+    };
+    let redis = RedisServer::start();
+    let rc = ManualClock::new();
+    let store = RedisStore::new(
+        &redis.url(),
+        "ho",
+        Duration::from_millis(500),
+        rc.clone() as SharedClock,
+    )
+    .unwrap();
+    vec![
+        memory,
+        Subject {
+            name: "redis",
+            store: Arc::new(store),
+            clock: rc,
+            _redis: Some(redis),
+        },
+    ]
+}
+
+fn ctx(lineage: &LineageId, now: u64, ttl: u64) -> MintContext {
+    MintContext {
+        sub: "alice".into(),
+        native_client_id: "native-app".into(),
+        lineage: lineage.clone(),
+        scope: "openid".into(),
+        ip: "127.0.0.1".parse().unwrap(),
+        asn: Some(64500),
+        fingerprint: None,
+        iat: now,
+        exp: now + ttl,
+    }
+}
+
+fn mint(s: &Subject, lineage: &LineageId, ttl: u64) -> (TransferToken, MintContext) {
+    let now = s.clock.now_secs();
+    let t = TransferToken::generate(lineage, now + ttl);
+    (t, ctx(lineage, now, ttl))
+}
+
+use handoff::clock::Clock;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_is_consumed_once_then_recognised_as_a_replay() {
+    for s in subjects() {
+        let l = LineageId::generate();
+        let (t, c) = mint(&s, &l, 60);
+        assert_eq!(
+            s.store
+                .record_mint(t.hash(), &c, &[], Duration::from_secs(60))
+                .await
+                .unwrap(),
+            MintWrite::Stored,
+            "{}",
+            s.name
+        );
+        match s.store.consume_transfer_token(&l, t.hash()).await.unwrap() {
+            Consumed::Fresh {
+                ctx,
+                lineage_revoked,
+            } => {
+                assert_eq!(ctx, c, "{}", s.name);
+                assert!(!lineage_revoked);
+            }
+            other => panic!("{}: {other:?}", s.name),
+        }
+        assert_eq!(
+            s.store.consume_transfer_token(&l, t.hash()).await.unwrap(),
+            Consumed::Replayed { ctx: c.clone() },
+            "{}",
+            s.name
+        );
+        // Unknown token, and a known hash under the wrong lineage.
+        let other = TransferToken::generate(&l, 1);
+        assert_eq!(
+            s.store
+                .consume_transfer_token(&l, other.hash())
+                .await
+                .unwrap(),
+            Consumed::Unknown,
+            "{}",
+            s.name
+        );
+        assert_eq!(
+            s.store
+                .consume_transfer_token(&LineageId::generate(), t.hash())
+                .await
+                .unwrap(),
+            Consumed::Unknown,
+            "{}",
+            s.name
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn parallel_consumers_see_exactly_one_fresh() {
+    for s in subjects() {
+        let l = LineageId::generate();
+        let (t, c) = mint(&s, &l, 60);
+        s.store
+            .record_mint(t.hash(), &c, &[], Duration::from_secs(60))
+            .await
+            .unwrap();
+        let mut tasks = Vec::new();
+        for _ in 0..64 {
+            let (store, l, h) = (s.store.clone(), l.clone(), *t.hash());
+            tasks.push(tokio::spawn(async move {
+                store.consume_transfer_token(&l, &h).await.unwrap()
+            }));
+        }
+        let mut fresh = 0;
+        for t in tasks {
+            if matches!(t.await.unwrap(), Consumed::Fresh { .. }) {
+                fresh += 1;
+            }
+        }
+        assert_eq!(fresh, 1, "{}", s.name);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoked_lineages_refuse_mints_and_flag_redemptions() {
+    for s in subjects() {
+        let l = LineageId::generate();
+        let (t, c) = mint(&s, &l, 60);
+        s.store
+            .record_mint(t.hash(), &c, &[], Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert!(!s.store.is_lineage_revoked(&l).await.unwrap());
+        s.store
+            .revoke_lineage(&l, Duration::from_secs(3600))
+            .await
+            .unwrap();
+        assert!(s.store.is_lineage_revoked(&l).await.unwrap(), "{}", s.name);
+        let (t2, c2) = mint(&s, &l, 60);
+        assert_eq!(
+            s.store
+                .record_mint(t2.hash(), &c2, &[], Duration::from_secs(60))
+                .await
+                .unwrap(),
+            MintWrite::LineageRevoked,
+            "{}",
+            s.name
+        );
+        assert_eq!(
+            s.store.consume_transfer_token(&l, t2.hash()).await.unwrap(),
+            Consumed::Unknown,
+            "{}: nothing was stored",
+            s.name
+        );
+        match s.store.consume_transfer_token(&l, t.hash()).await.unwrap() {
+            Consumed::Fresh {
+                lineage_revoked, ..
+            } => assert!(lineage_revoked, "{}", s.name),
+            other => panic!("{}: {other:?}", s.name),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refresh_tokens_map_to_their_lineage() {
+    for s in subjects() {
+        let l = LineageId::generate();
+        let (t, c) = mint(&s, &l, 60);
+        let old = SecretHash::of(b"old refresh token");
+        let new = SecretHash::of(b"new refresh token");
+        assert_eq!(s.store.refresh_token_info(&old).await.unwrap(), None);
+        s.store
+            .record_mint(t.hash(), &c, &[old, new], Duration::from_secs(60))
+            .await
+            .unwrap();
+        for h in [old, new] {
+            let info = s.store.refresh_token_info(&h).await.unwrap().unwrap();
+            assert_eq!(
+                (info.lineage, info.kind),
+                (l.clone(), RefreshKind::Native),
+                "{}",
+                s.name
+            );
+        }
+    }
+}
+
+/// Every key has a TTL (Redis), and expired entries are gone (both).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_key_expires() {
+    for s in subjects() {
+        let l = LineageId::generate();
+        let (t, c) = mint(&s, &l, 2);
+        s.store
+            .record_mint(
+                t.hash(),
+                &c,
+                &[SecretHash::of(b"rt")],
+                Duration::from_secs(5),
+            )
+            .await
+            .unwrap();
+        s.store
+            .revoke_lineage(&LineageId::generate(), Duration::from_secs(5))
+            .await
+            .unwrap();
+        if let Some(r) = &s._redis {
+            let mut conn = r.conn();
+            let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut conn).unwrap();
+            assert!(!keys.is_empty());
+            for k in keys {
+                let ttl: i64 = redis::cmd("PTTL").arg(&k).query(&mut conn).unwrap();
+                assert!(ttl > 0, "key {k} has no TTL");
+                assert!(!k.contains(t.expose()), "keys hold hashes, never tokens");
+            }
+        } else {
+            s.clock.advance_secs(3);
+            assert_eq!(
+                s.store.consume_transfer_token(&l, t.hash()).await.unwrap(),
+                Consumed::Unknown
+            );
+        }
+    }
+}
+
+/// Values hold no secret either: the token's text is nowhere in Redis.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_holds_no_secret() {
+    let s = subjects().pop().unwrap();
+    let l = LineageId::generate();
+    let (t, c) = mint(&s, &l, 60);
+    s.store
+        .record_mint(
+            t.hash(),
+            &c,
+            &[SecretHash::of(b"my-refresh-token")],
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
+    let mut conn = s._redis.as_ref().unwrap().conn();
+    let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut conn).unwrap();
+    let secret_part = &t.expose()[t.expose().len() - 43..];
+    for k in keys {
+        let v: String = redis::cmd("GET").arg(&k).query(&mut conn).unwrap();
+        assert!(!k.contains(secret_part) && !v.contains(secret_part));
+        assert!(!v.contains("my-refresh-token"));
+    }
+}
+
+/// A store that is down answers errors — never a success, never a panic — and the
+/// Redis store recovers by itself when the server returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_down_is_an_error_then_recovers() {
+    let mut redis = RedisServer::start();
+    let clock = ManualClock::new();
+    let store = RedisStore::new(
+        &redis.url(),
+        "ho",
+        Duration::from_millis(200),
+        clock.clone() as SharedClock,
+    )
+    .unwrap();
+    let l = LineageId::generate();
+    let now = clock.now_secs();
+    let t = TransferToken::generate(&l, now + 60);
+    store
+        .record_mint(t.hash(), &ctx(&l, now, 60), &[], Duration::from_secs(60))
+        .await
+        .unwrap();
+    redis.stop();
+    let e = store
+        .consume_transfer_token(&l, t.hash())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, StoreError::Timeout | StoreError::Unavailable(_)),
+        "{e:?}"
+    );
+    assert!(store.ping().await.is_err());
+    // A server that never existed: an error from the first call, not at construction.
+    let nowhere = RedisStore::new(
+        "redis://127.0.0.1:1",
+        "ho",
+        Duration::from_millis(100),
+        clock.clone() as SharedClock,
+    )
+    .unwrap();
+    assert!(nowhere.ping().await.is_err());
+    redis.restart();
+    let mut ok = false;
+    for _ in 0..50 {
+        if store.ping().await.is_ok() {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ok, "the store did not reconnect");
+    // The server restarted empty (no persistence in the test): the token is gone, not resurrected.
+    assert_eq!(
+        store.consume_transfer_token(&l, t.hash()).await.unwrap(),
+        Consumed::Unknown
+    );
+}
