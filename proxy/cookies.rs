@@ -9,25 +9,40 @@ use cookie::{Cookie, SameSite};
 /// Removes every cookie whose name is in `names` from the `Cookie` header values.
 /// Returns the remaining header (None when nothing is left) and the removed
 /// `(name, value)` pairs in order.
-pub fn take_cookies(headers: &[&str], names: &[&str]) -> (Option<String>, Vec<(String, String)>) {
-    let mut kept: Vec<&str> = Vec::new();
+///
+/// It works on bytes, not `&str`: a header with one non-UTF-8 byte anywhere must
+/// not be a hiding place for a transfer token (invariant 4), and the cookies it
+/// keeps must reach the IdP exactly as sent. A removed cookie whose value is not
+/// UTF-8 is removed all the same (its value comes back lossily, and is garbage).
+pub fn take_cookies(headers: &[&[u8]], names: &[&str]) -> (Option<Vec<u8>>, Vec<(String, String)>) {
+    let mut kept: Vec<&[u8]> = Vec::new();
     let mut taken = Vec::new();
     for h in headers {
-        for seg in h.split(';') {
-            let seg = seg.trim();
+        for seg in h.split(|b| *b == b';') {
+            let seg = seg.trim_ascii();
             if seg.is_empty() {
                 continue;
             }
-            match Cookie::parse(seg) {
-                Ok(c) if names.contains(&c.name()) => {
-                    taken.push((c.name().to_string(), c.value().to_string()))
-                }
-                // A segment that does not parse, or another cookie: not ours to judge.
-                _ => kept.push(seg),
+            let (name, value) = match seg.iter().position(|b| *b == b'=') {
+                Some(i) => (seg[..i].trim_ascii(), seg[i + 1..].trim_ascii()),
+                None => (seg, &b""[..]),
+            };
+            if names.iter().any(|n| n.as_bytes() == name) {
+                // RFC 6265 allows the value in double quotes.
+                let value = value
+                    .strip_prefix(b"\"")
+                    .and_then(|v| v.strip_suffix(b"\""))
+                    .unwrap_or(value);
+                taken.push((
+                    String::from_utf8_lossy(name).into_owned(),
+                    String::from_utf8_lossy(value).into_owned(),
+                ));
+            } else {
+                kept.push(seg);
             }
         }
     }
-    let rest = (!kept.is_empty()).then(|| kept.join("; "));
+    let rest = (!kept.is_empty()).then(|| kept.join(&b"; "[..]));
     (rest, taken)
 }
 
@@ -62,14 +77,15 @@ mod tests {
 
     #[test]
     fn takes_only_named_cookies_and_keeps_the_rest_verbatim() {
+        let names = ["auth0_session_transfer_token", "session_transfer_token"];
         let (rest, taken) = take_cookies(
             &[
-                "a=1; auth0_session_transfer_token=TOKEN; b=\"q v\"",
-                "session_transfer_token=T2;c=3",
+                b"a=1; auth0_session_transfer_token=TOKEN; b=\"q v\"",
+                b"session_transfer_token=\"T2\";c=3",
             ],
-            &["auth0_session_transfer_token", "session_transfer_token"],
+            &names,
         );
-        assert_eq!(rest.as_deref(), Some("a=1; b=\"q v\"; c=3"));
+        assert_eq!(rest.as_deref(), Some(&b"a=1; b=\"q v\"; c=3"[..]));
         assert_eq!(
             taken,
             vec![
@@ -77,12 +93,16 @@ mod tests {
                 ("session_transfer_token".into(), "T2".into())
             ]
         );
-        let (rest, taken) = take_cookies(&["x=1"], &["y"]);
-        assert_eq!((rest.as_deref(), taken.len()), (Some("x=1"), 0));
-        let (rest, _) = take_cookies(&["y=1"], &["y"]);
+        let (rest, taken) = take_cookies(&[b"x=1"], &["y"]);
+        assert_eq!((rest.as_deref(), taken.len()), (Some(&b"x=1"[..]), 0));
+        let (rest, _) = take_cookies(&[b"y=1"], &["y"]);
         assert_eq!(rest, None);
-        let (rest, _) = take_cookies(&[";;=;garbage;;"], &["y"]);
+        let (rest, _) = take_cookies(&[b";;=;garbage;;"], &["y"]);
         assert!(rest.is_some());
+        // Non-UTF-8 bytes elsewhere in the header do not shield the token, and survive.
+        let (rest, taken) = take_cookies(&[b"a=\xff\xfe; session_transfer_token=T; z"], &names);
+        assert_eq!(rest.as_deref(), Some(&b"a=\xff\xfe; z"[..]));
+        assert_eq!(taken[0].1, "T");
     }
 
     #[test]

@@ -343,20 +343,25 @@ impl ProxyHttp for Gateway {
         }
         // ...and out of the Cookie header, on every request (the native app's cookie
         // is scoped to the whole IdP host, so the browser sends it everywhere).
-        let cookie_headers: Vec<String> = header_values(session.req_header(), "cookie")
-            .into_iter()
-            .map(str::to_owned)
+        let cookie_headers: Vec<Vec<u8>> = session
+            .req_header()
+            .headers
+            .get_all(header::COOKIE)
+            .iter()
+            .map(|v| v.as_bytes().to_vec())
             .collect();
         let mut from_cookies = Vec::new();
         if !cookie_headers.is_empty() {
             let names: Vec<&str> = self.stt_cookie_names.iter().map(String::as_str).collect();
-            let refs: Vec<&str> = cookie_headers.iter().map(String::as_str).collect();
+            let refs: Vec<&[u8]> = cookie_headers.iter().map(Vec::as_slice).collect();
             let (rest, taken) = cookies::take_cookies(&refs, &names);
             if !taken.is_empty() {
                 let req = session.req_header_mut();
                 req.remove_header("cookie");
                 if let Some(rest) = rest {
-                    req.insert_header("cookie", rest)?;
+                    let v = http::HeaderValue::from_bytes(&rest)
+                        .or_err(ErrorType::InvalidHTTPHeader, "rebuilding the Cookie header")?;
+                    req.insert_header("cookie", v)?;
                 }
                 for (name, _) in &taken {
                     if !ctx.expire.contains(name) {

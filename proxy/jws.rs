@@ -447,6 +447,54 @@ mod tests {
     }
 
     #[test]
+    fn rs256_verifies_with_a_jwk() {
+        // A throwaway 2048-bit test key (PKCS#1 DER), made with openssl for this test.
+        let der = include_bytes!("testdata/rsa2048.pkcs1.der");
+        let kp = signature::RsaKeyPair::from_der(der).unwrap();
+        let comps: signature::RsaPublicKeyComponents<Vec<u8>> = kp.public().into();
+        let jwk = Jwk {
+            kty: "RSA".into(),
+            n: Some(URL_SAFE_NO_PAD.encode(&comps.n)),
+            e: Some(URL_SAFE_NO_PAD.encode(&comps.e)),
+            kid: Some("r1".into()),
+            alg: Some("RS256".into()),
+            ..Jwk::default()
+        };
+        let input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(r#"{"alg":"RS256","kid":"r1"}"#),
+            URL_SAFE_NO_PAD.encode(r#"{"sub":"rsa-user"}"#)
+        );
+        let mut sig = vec![0u8; kp.public().modulus_len()];
+        kp.sign(
+            &signature::RSA_PKCS1_SHA256,
+            &ring::rand::SystemRandom::new(),
+            input.as_bytes(),
+            &mut sig,
+        )
+        .unwrap();
+        let t = format!("{input}.{}", URL_SAFE_NO_PAD.encode(&sig));
+        let set = JwkSet { keys: vec![jwk] };
+        assert_eq!(verify(&t, &set, &[Alg::Rs256]).unwrap()["sub"], "rsa-user");
+        // The same token presented as HS256 with the RSA key as "secret" is refused.
+        let confused = t.replacen(
+            &URL_SAFE_NO_PAD.encode(r#"{"alg":"RS256","kid":"r1"}"#),
+            &URL_SAFE_NO_PAD.encode(r#"{"alg":"HS256","kid":"r1"}"#),
+            1,
+        );
+        assert!(matches!(
+            verify(&confused, &set, &[Alg::Rs256, Alg::Es256, Alg::EdDsa]),
+            Err(JwsError::Algorithm(_))
+        ));
+        sig[10] ^= 1;
+        let bad = format!("{input}.{}", URL_SAFE_NO_PAD.encode(&sig));
+        assert_eq!(
+            verify(&bad, &set, &[Alg::Rs256]),
+            Err(JwsError::BadSignature)
+        );
+    }
+
+    #[test]
     fn alg_none_and_garbage_are_refused() {
         let set = Signer::ephemeral_ed25519().public_jwks();
         let none = format!(

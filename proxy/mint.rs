@@ -232,7 +232,7 @@ async fn mint_inner(
     let ttl = {
         let policy = h.policy.load();
         match policy.native_client(client_id) {
-            Some(n) if n.can_create_session_transfer_token => n.transfer_token_ttl,
+            Some(n) if policy.may_mint(client_id, client_ip) => n.transfer_token_ttl,
             _ => {
                 tracing::info!(
                     client_id,

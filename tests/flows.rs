@@ -865,6 +865,33 @@ async fn invariant_4_tokens_are_stripped_on_every_path() {
     w.assert_no_leaks();
 }
 
+/// Invariant 4: a non-UTF-8 byte elsewhere in the Cookie header is no hiding
+/// place for a token, and the other cookies reach the IdP byte for byte.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invariant_4_non_utf8_cookie_headers_are_still_cleaned() {
+    let mut w = World::new(false).await;
+    let a = Client::device_a();
+    let stt = w.mint(&a, "alice").await;
+    let mut raw = b"legacy=\xe9t\xe9; auth0_session_transfer_token=".to_vec();
+    raw.extend_from_slice(stt.as_bytes());
+    let r = a
+        .send_raw_header("GET", &w.hd.url(AUTHORIZE), "cookie", &raw)
+        .await;
+    assert!(logged_in(&r), "{r:?}");
+    let seen = w
+        .idp
+        .requests()
+        .into_iter()
+        .find(|r| r.path() == "/authorize")
+        .unwrap();
+    assert!(seen
+        .headers
+        .iter()
+        .filter(|(k, _)| k == "cookie")
+        .all(|(_, v)| !v.contains(&stt[30..])));
+    w.assert_no_leaks();
+}
+
 /// handoff serves its public JWKS on the public and the admin listener.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jwks_is_public() {

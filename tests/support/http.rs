@@ -142,6 +142,37 @@ impl Client {
         }
     }
 
+    /// Sends a request with one header given as raw bytes (may be non-UTF-8).
+    pub async fn send_raw_header(&self, method: &str, url: &str, name: &str, value: &[u8]) -> Resp {
+        let req = http::Request::builder()
+            .method(method)
+            .uri(url)
+            .header(name, http::HeaderValue::from_bytes(value).unwrap())
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        self.finish(self.inner.request(req).await.unwrap()).await
+    }
+
+    async fn finish(&self, resp: http::Response<hyper::body::Incoming>) -> Resp {
+        let status = resp.status().as_u16();
+        let headers = resp
+            .headers()
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect();
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        Resp {
+            status,
+            headers,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        }
+    }
+
     /// GET.
     pub async fn get(&self, url: &str, headers: &[(&str, &str)]) -> Resp {
         self.send("GET", url, headers, Bytes::new()).await
