@@ -10,9 +10,11 @@ use crate::config::{Config, SigningKey, StoreConfig};
 use crate::idp::IdpClient;
 use crate::jws::Signer;
 use crate::metrics::Metrics;
+use crate::session::SessionCache;
 use crate::store::memory::MemoryStore;
 use crate::store::redis::RedisStore;
 use crate::store::Store;
+use crate::transaction::TxKey;
 use arc_swap::ArcSwap;
 use handoff_rules::Policy;
 use std::sync::Arc;
@@ -32,6 +34,10 @@ pub struct Handoff {
     pub policy: ArcSwap<Policy>,
     /// Signs assertions.
     pub signer: Signer,
+    /// Seals login-transaction cookies.
+    pub tx_key: TxKey,
+    /// Recently read web-session states.
+    pub sessions: SessionCache,
     /// The public JWKS, serialized once.
     pub jwks_json: bytes::Bytes,
     /// handoff's client for the IdP.
@@ -56,28 +62,32 @@ pub fn load_policy(config: &Config) -> Result<Policy, String> {
     }
 }
 
-/// Loads the assertion signing key the config names.
-pub fn load_signer(config: &Config) -> Result<Signer, String> {
+/// Loads the assertion signing key the config names, and derives the
+/// transaction-cookie key from the same secret (so instances that share the
+/// signing key can open each other's transaction cookies).
+pub fn load_signer(config: &Config) -> Result<(Signer, TxKey), String> {
     match &config.assertion.key {
         SigningKey::Ed25519File(p) => {
             let bytes =
                 std::fs::read(p).map_err(|e| format!("assertion.key_file {}: {e}", p.display()))?;
-            Signer::ed25519_from_pkcs8(&bytes)
-                .map_err(|e| format!("assertion.key_file {}: {e}", p.display()))
+            let signer = Signer::ed25519_from_pkcs8(&bytes)
+                .map_err(|e| format!("assertion.key_file {}: {e}", p.display()))?;
+            Ok((signer, TxKey::derive(&bytes)))
         }
         SigningKey::Hs256File(p) => {
             let bytes = std::fs::read(p)
                 .map_err(|e| format!("assertion.secret_file {}: {e}", p.display()))?;
             let trimmed = bytes.trim_ascii();
-            Signer::hs256(trimmed)
-                .map_err(|e| format!("assertion.secret_file {}: {e}", p.display()))
+            let signer = Signer::hs256(trimmed)
+                .map_err(|e| format!("assertion.secret_file {}: {e}", p.display()))?;
+            Ok((signer, TxKey::derive(trimmed)))
         }
         SigningKey::Ephemeral => {
             tracing::warn!(
                 "no assertion.key_file: signing assertions with a key that lives only in this process \
                  (run `handoff keygen` and set assertion.key_file for production)"
             );
-            Ok(Signer::ephemeral_ed25519())
+            Ok((Signer::ephemeral_ed25519(), TxKey::random()))
         }
     }
 }
@@ -109,7 +119,7 @@ impl Handoff {
         for w in policy.warnings() {
             tracing::warn!(%w, "rules");
         }
-        let signer = load_signer(&config)?;
+        let (signer, tx_key) = load_signer(&config)?;
         let jwks_json = serde_json::to_vec(&signer.public_jwks())
             .expect("JWKS serializes")
             .into();
@@ -120,6 +130,8 @@ impl Handoff {
             store,
             policy: ArcSwap::from_pointee(policy),
             signer,
+            tx_key,
+            sessions: SessionCache::default(),
             jwks_json,
             idp,
             metrics: Metrics::new(),

@@ -6,14 +6,17 @@
 
 use crate::app::Handoff;
 use crate::jws::new_jti;
-use crate::store::MintContext;
 use serde_json::json;
 
-/// What the assertion says, beyond the mint context.
+/// What the assertion says.
 #[derive(Debug, Clone)]
 pub struct AssertionFacts<'a> {
-    /// The mint context of the redeemed token.
-    pub ctx: &'a MintContext,
+    /// The user.
+    pub sub: &'a str,
+    /// The lineage.
+    pub lineage: &'a str,
+    /// The native client whose token was redeemed.
+    pub native_client: &'a str,
     /// The web session id.
     pub sid: &'a str,
     /// The web client (`client_id` of the authorize request).
@@ -26,15 +29,15 @@ pub fn sign(h: &Handoff, facts: &AssertionFacts<'_>) -> String {
     let claims = json!({
         "iss": h.config.assertion.issuer,
         "aud": h.config.assertion.audience,
-        "sub": facts.ctx.sub,
+        "sub": facts.sub,
         "iat": iat,
         "exp": iat + h.config.assertion.ttl.as_secs(),
         "jti": new_jti(),
         "amr": ["session_transfer"],
         "sid": facts.sid,
-        "lineage": facts.ctx.lineage.as_str(),
+        "lineage": facts.lineage,
         "client_id": facts.web_client,
-        "native_client_id": facts.ctx.native_client_id,
+        "native_client_id": facts.native_client,
     });
     h.signer.sign(&claims)
 }

@@ -176,6 +176,46 @@ pub struct AdminConfig {
     pub token: Option<Secret>,
 }
 
+/// `SameSite` for the IdP's session cookies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SameSite {
+    /// `SameSite=Lax` (default).
+    Lax,
+    /// `SameSite=Strict`.
+    Strict,
+    /// `SameSite=None` (always with `Secure`).
+    None,
+}
+
+/// Web sessions (SPEC §2.3 login transaction, §2.4 session cookies).
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    /// Names of the IdP's session cookies (e.g. `_session` for oidc-provider,
+    /// `KEYCLOAK_SESSION`/`KEYCLOAK_IDENTITY` for Keycloak).
+    pub cookie_names: Vec<String>,
+    /// `SameSite` given to those cookies.
+    pub same_site: SameSite,
+    /// The widest `Domain` those cookies may carry; `None` makes them host-only.
+    pub domain: Option<String>,
+    /// Add `Secure` to every other cookie the IdP sets too.
+    pub secure_all_cookies: bool,
+    /// The `__Host-` cookie that tracks a login transaction.
+    pub transaction_cookie: String,
+    /// How long a login transaction may last (≤ 120 s).
+    pub transaction_ttl: Duration,
+    /// How many upstream requests one login transaction may carry an assertion on.
+    pub transaction_max_hops: u32,
+    /// How long a session's state may be served from the local cache: the bound
+    /// on how late a revocation made elsewhere is seen here (SPEC §6: ≤ 1 s).
+    pub cache_ttl: Duration,
+    /// How long a session's record outlives its absolute limit, so that a kept copy
+    /// of its cookie still counts as dead: at least the IdP's own session lifetime.
+    pub retention: Duration,
+    /// While the store is unreachable, a cached session state is trusted this long
+    /// after it was last read; then the session counts as expired (SPEC §5).
+    pub outage_grace: Duration,
+}
+
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -204,8 +244,8 @@ pub struct Config {
     pub rules_file: Option<PathBuf>,
     /// Admin listener.
     pub admin: AdminConfig,
-    /// Store-outage staleness bound for cached session state.
-    pub grace_period: Duration,
+    /// Web sessions: the IdP's session cookies, login transactions, caching.
+    pub session: SessionConfig,
 }
 
 impl Config {
@@ -275,6 +315,23 @@ struct FileConfig {
     rules: FileRules,
     #[serde(default)]
     admin: FileAdmin,
+    #[serde(default)]
+    session: FileSession,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileSession {
+    cookie_names: Option<Vec<String>>,
+    same_site: Option<String>,
+    domain: Option<String>,
+    secure_all_cookies: Option<bool>,
+    transaction_cookie: Option<String>,
+    transaction_ttl: Option<String>,
+    transaction_max_hops: Option<u32>,
+    cache_ttl: Option<String>,
+    outage_grace: Option<String>,
+    retention: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -288,7 +345,6 @@ struct FileServer {
     #[serde(default)]
     trusted_proxies: Vec<String>,
     max_body_bytes: Option<usize>,
-    grace_period: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -507,11 +563,6 @@ impl Validator<'_> {
         if !(1024..=64 * 1024).contains(&max_body_bytes) {
             return Err(self.err("server.max_body_bytes", "must be between 1024 and 65536 (bodies handoff reads are replayed to the IdP from a 64 KiB buffer)"));
         }
-        let grace_period = self.duration(
-            "server.grace_period",
-            s.grace_period.as_deref(),
-            Duration::from_secs(30),
-        )?;
 
         let u = raw.upstream.ok_or_else(|| {
             self.err(
@@ -777,6 +828,110 @@ impl Validator<'_> {
             Some(l)
         };
 
+        let se = raw.session;
+        let mut cookie_names = Vec::new();
+        for (i, c) in se
+            .cookie_names
+            .unwrap_or_else(|| vec!["_session".into()])
+            .iter()
+            .enumerate()
+        {
+            cookie_names.push(self.cookie_name(&format!("session.cookie_names[{i}]"), c)?);
+        }
+        let same_site = match se
+            .same_site
+            .as_deref()
+            .unwrap_or("lax")
+            .to_ascii_lowercase()
+            .as_str()
+        {
+            "lax" => SameSite::Lax,
+            "strict" => SameSite::Strict,
+            "none" => SameSite::None,
+            other => {
+                return Err(self.err(
+                    "session.same_site",
+                    format!("{other:?}: expected \"lax\", \"strict\" or \"none\""),
+                ))
+            }
+        };
+        let domain = match se.domain {
+            None => None,
+            Some(d) => {
+                let d = d.trim_start_matches('.').to_ascii_lowercase();
+                if d.is_empty() || d.contains(['/', ' ', ':', ';']) || !d.contains('.') {
+                    return Err(self.err(
+                        "session.domain",
+                        format!("{d:?} is not a registrable domain (e.g. \"example.com\")"),
+                    ));
+                }
+                Some(d)
+            }
+        };
+        let transaction_cookie = self.cookie_name(
+            "session.transaction_cookie",
+            se.transaction_cookie
+                .as_deref()
+                .unwrap_or("__Host-handoff_tx"),
+        )?;
+        if !transaction_cookie.starts_with("__Host-") {
+            return Err(self.err("session.transaction_cookie", "must start with __Host-"));
+        }
+        let transaction_ttl = self.duration(
+            "session.transaction_ttl",
+            se.transaction_ttl.as_deref(),
+            Duration::from_secs(120),
+        )?;
+        if transaction_ttl.as_secs() < 5 || transaction_ttl > Duration::from_secs(120) {
+            return Err(self.err(
+                "session.transaction_ttl",
+                "must be between 5s and 120s (SPEC §2.3)",
+            ));
+        }
+        let transaction_max_hops = se.transaction_max_hops.unwrap_or(20);
+        if !(1..=100).contains(&transaction_max_hops) {
+            return Err(self.err("session.transaction_max_hops", "must be between 1 and 100"));
+        }
+        let cache_ttl = self.duration(
+            "session.cache_ttl",
+            se.cache_ttl.as_deref(),
+            Duration::from_secs(1),
+        )?;
+        if cache_ttl > Duration::from_secs(1) {
+            return Err(self.err(
+                "session.cache_ttl",
+                "must be at most 1s: it bounds how late a revocation is seen (SPEC §6)",
+            ));
+        }
+        let outage_grace = self.duration(
+            "session.outage_grace",
+            se.outage_grace.as_deref(),
+            Duration::from_secs(30),
+        )?;
+        if outage_grace > Duration::from_secs(600) {
+            return Err(self.err("session.outage_grace", "must be at most 10m"));
+        }
+        let retention = self.duration(
+            "session.retention",
+            se.retention.as_deref(),
+            Duration::from_secs(14 * 24 * 3600),
+        )?;
+        if retention > Duration::from_secs(365 * 24 * 3600) {
+            return Err(self.err("session.retention", "must be at most 365d"));
+        }
+        let session = SessionConfig {
+            retention,
+            cookie_names,
+            same_site,
+            domain,
+            secure_all_cookies: se.secure_all_cookies.unwrap_or(true),
+            transaction_cookie,
+            transaction_ttl,
+            transaction_max_hops,
+            cache_ttl,
+            outage_grace,
+        };
+
         Ok(Config {
             listeners,
             threads,
@@ -790,7 +945,7 @@ impl Validator<'_> {
             paths,
             rules_file,
             admin: AdminConfig { listen, token },
-            grace_period,
+            session,
         })
     }
 }

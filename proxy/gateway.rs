@@ -15,12 +15,16 @@
 //! - `logging`: per-route latency.
 
 use crate::app::Handoff;
+use crate::assertion::{self, AssertionFacts};
 use crate::client_ip::client_ip;
 use crate::config::HostHeader;
 use crate::cookies;
 use crate::mint::{self, parse_token_body, OAuthError};
-use crate::redeem::{self, Outcome, Presented};
-use crate::secret::{Secret, TransferToken};
+use crate::redeem::{self, Outcome, Presented, Redeemed};
+use crate::secret::{Secret, SecretHash, TransferToken};
+use crate::session::Check;
+use crate::store::{BindOutcome, WebSession};
+use crate::transaction::Transaction;
 use async_trait::async_trait;
 use bytes::Bytes;
 use handoff_rules::AuthMethod;
@@ -75,6 +79,16 @@ pub struct Ctx {
     /// The original `Host`, for `X-Forwarded-Host`.
     host: Option<String>,
     tls: bool,
+    /// The login transaction this request belongs to (continued or just started).
+    tx: Option<Transaction>,
+    /// A transaction cookie to set (sealed), when this request started one.
+    new_tx_cookie: Option<String>,
+    /// Expire the transaction cookie in the browser (ended, invalid, or done).
+    expire_tx: bool,
+    /// Live transfer sessions whose cookies this request carries.
+    sessions: Vec<(String, SecretHash, WebSession)>,
+    /// IdP session cookies that were dead: removed, and expired in the browser.
+    expire_sessions: Vec<String>,
 }
 
 /// The pingora application.
@@ -178,6 +192,218 @@ async fn respond_json(session: &mut Session, status: u16, body: &serde_json::Val
 }
 
 impl Gateway {
+    /// Checks every IdP session cookie in `cookie_header`; live transfer sessions go
+    /// to `ctx.sessions`; returns the names of dead ones.
+    async fn check_sessions(&self, cookie_header: &[u8], ctx: &mut Ctx) -> Vec<String> {
+        let h = &self.h;
+        let mut dead = Vec::new();
+        for name in &h.config.session.cookie_names {
+            let Some(value) = cookies::find_cookie(&[cookie_header], name) else {
+                continue;
+            };
+            let hash = SecretHash::of(value.as_bytes());
+            match crate::session::check(h, &hash).await {
+                Check::Unbound => {}
+                Check::Alive(s) => ctx.sessions.push((name.clone(), hash, s)),
+                Check::Dead(reason) => {
+                    h.metrics.sessions.with_label_values(&[reason]).inc();
+                    dead.push(name.clone());
+                }
+            }
+        }
+        dead
+    }
+
+    /// A request carrying a transaction cookie: open it, check time and IP, count
+    /// the hop. On success `ctx.tx` is set; otherwise the cookie is expired.
+    async fn continue_transaction(&self, sealed: &str, ctx: &mut Ctx) {
+        let h = &self.h;
+        let cfg = &h.config.session;
+        let tx = match h.tx_key.open(sealed) {
+            Some(tx) if tx.exp > h.clock.now_secs() && tx.ip == ctx.client_ip => tx,
+            other => {
+                let outcome = match other {
+                    None => "invalid",
+                    Some(t) if t.ip != ctx.client_ip => "wrong_ip",
+                    Some(_) => "expired",
+                };
+                h.metrics
+                    .transaction_hops
+                    .with_label_values(&[outcome])
+                    .inc();
+                tracing::info!(outcome, client_ip = %ctx.client_ip, "login transaction cookie refused");
+                ctx.expire_tx = true;
+                return;
+            }
+        };
+        match h
+            .store
+            .tx_hop(
+                &tx.lineage,
+                &tx.txid,
+                cfg.transaction_max_hops,
+                cfg.transaction_ttl,
+            )
+            .await
+        {
+            Ok(true) => {
+                h.metrics.transaction_hops.with_label_values(&["ok"]).inc();
+                ctx.tx = Some(tx);
+            }
+            Ok(false) => {
+                h.metrics
+                    .transaction_hops
+                    .with_label_values(&["ended"])
+                    .inc();
+                tracing::info!(sid = %tx.sid, "login transaction over (done, out of hops, or lineage revoked)");
+                ctx.expire_tx = true;
+            }
+            Err(e) => {
+                // No assertion without the hop count (fail closed); the cookie stays,
+                // so the next hop can try again once the store is back.
+                h.metrics.store_errors.with_label_values(&["tx_hop"]).inc();
+                h.metrics
+                    .transaction_hops
+                    .with_label_values(&["store_unavailable"])
+                    .inc();
+                tracing::warn!(error = %e, "login transaction hop not counted: store unavailable");
+            }
+        }
+    }
+
+    /// After a successful redemption: the assertion for this request and a new
+    /// login transaction for the hops that follow.
+    fn start_transaction(&self, r: &Redeemed, ctx: &mut Ctx) {
+        let h = &self.h;
+        let now = h.clock.now_secs();
+        let tx = Transaction {
+            txid: Transaction::new_id(),
+            sid: r.sid.clone(),
+            sub: r.ctx.sub.clone(),
+            lineage: r.ctx.lineage.clone(),
+            web_client: r.web_client.clone(),
+            native_client: r.ctx.native_client_id.clone(),
+            ip: ctx.client_ip,
+            exp: now + h.config.session.transaction_ttl.as_secs(),
+            absolute_exp: now + r.decision.session_absolute.as_secs(),
+            idle_secs: r.decision.session_idle.as_secs(),
+        };
+        ctx.new_tx_cookie = Some(h.tx_key.seal(&tx));
+        ctx.tx = Some(tx);
+        ctx.expire_tx = false;
+        ctx.assertion = Some(r.assertion.clone());
+    }
+
+    /// Rewrites the IdP's `Set-Cookie`s (SPEC §2.4) and binds a session cookie set
+    /// inside a login transaction (or rotated inside a bound session).
+    async fn rewrite_cookies(&self, resp: &mut ResponseHeader, ctx: &mut Ctx) -> Result<()> {
+        let h = &self.h;
+        let cfg = &h.config.session;
+        let now = h.clock.now_secs();
+        let originals: Vec<String> = resp
+            .headers
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .collect();
+        if originals.is_empty() {
+            return Ok(());
+        }
+        let cap = ctx
+            .tx
+            .as_ref()
+            .map(|t| t.absolute_exp)
+            .or_else(|| ctx.sessions.first().map(|(_, _, s)| s.absolute_exp))
+            .map(|a| (a, now));
+        let mut out = Vec::with_capacity(originals.len());
+        for raw in &originals {
+            let Some(rw) = cookies::rewrite_set_cookie(raw, cfg, cap) else {
+                tracing::warn!("dropped an unparseable Set-Cookie for an IdP session cookie");
+                continue;
+            };
+            let mut header = rw.header;
+            if let Some((name, value)) = rw.session_cookie {
+                if !self.bind(&name, &value, ctx).await {
+                    // Fail closed: a transfer session handoff cannot hold to its limits
+                    // must not exist in the browser.
+                    header = cookies::expire_session_cookie(&name, cfg);
+                }
+            }
+            out.push(header);
+        }
+        resp.remove_header(&header::SET_COOKIE);
+        for v in out {
+            resp.append_header(header::SET_COOKIE, v)?;
+        }
+        Ok(())
+    }
+
+    /// Binds an IdP session cookie value when this request belongs to a transfer
+    /// session. Returns false when the cookie must not reach the browser.
+    async fn bind(&self, name: &str, value: &str, ctx: &mut Ctx) -> bool {
+        let h = &self.h;
+        let hash = SecretHash::of(value.as_bytes());
+        let now = h.clock.now_secs();
+        let (session, txid) = if let Some(tx) = &ctx.tx {
+            let s = WebSession {
+                sid: tx.sid.clone(),
+                sub: tx.sub.clone(),
+                lineage: tx.lineage.clone(),
+                web_client: tx.web_client.clone(),
+                native_client: tx.native_client.clone(),
+                created: now,
+                absolute_exp: tx.absolute_exp,
+                idle_secs: tx.idle_secs,
+                last_seen: now,
+                ip: tx.ip,
+                revoked: false,
+            };
+            (s, Some(tx.txid.clone()))
+        } else if let Some((_, _, s)) = ctx
+            .sessions
+            .iter()
+            .find(|(n, h0, _)| n == name && *h0 != hash)
+        {
+            // The IdP replaced the cookie of a bound session: the new value inherits
+            // the binding, or it would escape the session's limits.
+            (s.clone(), None)
+        } else {
+            return true;
+        };
+        match h
+            .store
+            .bind_session(&session, &hash, txid.as_deref(), h.config.session.retention)
+            .await
+        {
+            Ok(BindOutcome::Bound) => {
+                h.metrics.sessions.with_label_values(&["bound"]).inc();
+                tracing::info!(sid = %session.sid, lineage = %session.lineage, cookie = name, absolute_exp = session.absolute_exp, "web session bound");
+                if txid.is_some() {
+                    ctx.tx = None;
+                    ctx.expire_tx = ctx.new_tx_cookie.take().is_none();
+                }
+                true
+            }
+            Ok(BindOutcome::LineageRevoked) => {
+                h.metrics.sessions.with_label_values(&["revoked"]).inc();
+                tracing::warn!(sid = %session.sid, lineage = %session.lineage, "session not bound: lineage revoked");
+                false
+            }
+            Err(e) => {
+                h.metrics
+                    .store_errors
+                    .with_label_values(&["bind_session"])
+                    .inc();
+                h.metrics
+                    .sessions
+                    .with_label_values(&["store_unavailable"])
+                    .inc();
+                tracing::error!(error = %e, sid = %session.sid, "session not bound: store unavailable; the IdP cookie is withheld");
+                false
+            }
+        }
+    }
+
     /// Reads the whole request body, up to the configured limit. `Ok(None)` means
     /// it was too large and a 413 has been sent.
     async fn read_body(&self, session: &mut Session) -> Result<Option<Bytes>> {
@@ -274,6 +500,11 @@ impl ProxyHttp for Gateway {
             no_store: false,
             host: None,
             tls: false,
+            tx: None,
+            new_tx_cookie: None,
+            expire_tx: false,
+            sessions: Vec::new(),
+            expire_sessions: Vec::new(),
         }
     }
 
@@ -343,6 +574,9 @@ impl ProxyHttp for Gateway {
         }
         // ...and out of the Cookie header, on every request (the native app's cookie
         // is scoped to the whole IdP host, so the browser sends it everywhere).
+        // One pass over the Cookie header: transfer-token cookies and the
+        // transaction cookie come out (the IdP sees neither); the IdP's session
+        // cookies are checked, and dead ones come out too.
         let cookie_headers: Vec<Vec<u8>> = session
             .req_header()
             .headers
@@ -351,11 +585,33 @@ impl ProxyHttp for Gateway {
             .map(|v| v.as_bytes().to_vec())
             .collect();
         let mut from_cookies = Vec::new();
+        let mut tx_value = None;
         if !cookie_headers.is_empty() {
-            let names: Vec<&str> = self.stt_cookie_names.iter().map(String::as_str).collect();
             let refs: Vec<&[u8]> = cookie_headers.iter().map(Vec::as_slice).collect();
-            let (rest, taken) = cookies::take_cookies(&refs, &names);
-            if !taken.is_empty() {
+            let mut names: Vec<&str> = self.stt_cookie_names.iter().map(String::as_str).collect();
+            names.push(&h.config.session.transaction_cookie);
+            let (mut rest, taken) = cookies::take_cookies(&refs, &names);
+            let mut changed = !taken.is_empty();
+            for (name, value) in taken {
+                if name == h.config.session.transaction_cookie {
+                    tx_value.get_or_insert(value);
+                } else {
+                    if !ctx.expire.contains(&name) {
+                        ctx.expire.push(name.clone());
+                    }
+                    from_cookies.push((name, value));
+                }
+            }
+            if let Some(r) = &rest {
+                let dead = self.check_sessions(r, ctx).await;
+                if !dead.is_empty() {
+                    let names: Vec<&str> = dead.iter().map(String::as_str).collect();
+                    rest = cookies::take_cookies(&[r.as_slice()], &names).0;
+                    ctx.expire_sessions = dead;
+                    changed = true;
+                }
+            }
+            if changed {
                 let req = session.req_header_mut();
                 req.remove_header("cookie");
                 if let Some(rest) = rest {
@@ -363,13 +619,10 @@ impl ProxyHttp for Gateway {
                         .or_err(ErrorType::InvalidHTTPHeader, "rebuilding the Cookie header")?;
                     req.insert_header("cookie", v)?;
                 }
-                for (name, _) in &taken {
-                    if !ctx.expire.contains(name) {
-                        ctx.expire.push(name.clone());
-                    }
-                }
-                from_cookies = taken;
             }
+        }
+        if let Some(v) = tx_value {
+            self.continue_transaction(&v, ctx).await;
         }
 
         if is_redemption {
@@ -389,7 +642,7 @@ impl ProxyHttp for Gateway {
                         let remaining = remaining.clamp(0, 300);
                         headers.push((
                             "set-cookie",
-                            cookies::redirect_cookie(
+                            cookies::host_cookie(
                                 &h.config.names.redirect_cookie,
                                 t.expose(),
                                 remaining,
@@ -413,6 +666,12 @@ impl ProxyHttp for Gateway {
                         headers.push(("set-cookie", cookies::expire_cookie(name)));
                     }
                 }
+                for name in &ctx.expire_sessions {
+                    headers.push((
+                        "set-cookie",
+                        cookies::expire_session_cookie(name, &h.config.session),
+                    ));
+                }
                 respond(session, 303, &headers, Bytes::new()).await?;
                 return Ok(true);
             }
@@ -429,23 +688,86 @@ impl ProxyHttp for Gateway {
                 });
             if let Some((token, method)) = chosen {
                 ctx.no_store = true;
+                // A redemption attempt replaces any running transaction: whatever
+                // happens next is this token's doing, or an ordinary login.
+                ctx.tx = None;
                 let web_client = session
                     .req_header()
                     .uri
                     .query()
                     .and_then(|q| query_param(q, "client_id"));
                 let fp = fingerprint(session.req_header(), h.policy.load().fingerprint_headers());
+                let bound_subjects: Vec<&str> = ctx
+                    .sessions
+                    .iter()
+                    .map(|(_, _, s)| s.sub.as_str())
+                    .collect();
                 let presented = Presented {
                     token: &token,
                     method,
                     web_client: web_client.as_deref(),
                     client_ip: ctx.client_ip,
                     fingerprint: fp,
+                    bound_subjects: &bound_subjects,
                 };
-                if let Outcome::Success(r) = redeem::redeem(h, &presented).await {
-                    ctx.assertion = Some(r.assertion.clone());
+                match redeem::redeem(h, &presented).await {
+                    Outcome::Success(r) => self.start_transaction(&r, ctx),
+                    Outcome::Fallback("different_subject") => {
+                        // SPEC §2.2: the browser's session of another user is revoked
+                        // and this becomes an ordinary login.
+                        let revoked: Vec<(String, crate::secret::SecretHash, WebSession)> =
+                            std::mem::take(&mut ctx.sessions);
+                        let mut names = Vec::new();
+                        for (name, hash, s) in &revoked {
+                            if let Err(e) = crate::session::revoke(h, hash, s).await {
+                                tracing::error!(error = %e, sid = %s.sid, "could not revoke the other subject's session");
+                            }
+                            h.metrics
+                                .sessions
+                                .with_label_values(&["different_subject"])
+                                .inc();
+                            names.push(name.clone());
+                        }
+                        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+                        let current: Vec<Vec<u8>> = session
+                            .req_header()
+                            .headers
+                            .get_all(header::COOKIE)
+                            .iter()
+                            .map(|v| v.as_bytes().to_vec())
+                            .collect();
+                        let current: Vec<&[u8]> = current.iter().map(Vec::as_slice).collect();
+                        let (rest, _) = cookies::take_cookies(&current, &refs);
+                        let req = session.req_header_mut();
+                        req.remove_header("cookie");
+                        if let Some(rest) = rest {
+                            let v = http::HeaderValue::from_bytes(&rest).or_err(
+                                ErrorType::InvalidHTTPHeader,
+                                "rebuilding the Cookie header",
+                            )?;
+                            req.insert_header("cookie", v)?;
+                        }
+                        ctx.expire_sessions.extend(names);
+                    }
+                    Outcome::Fallback(_) => {}
                 }
             }
+        }
+        if ctx.assertion.is_none() {
+            if let Some(tx) = &ctx.tx {
+                ctx.assertion = Some(Secret::new(assertion::sign(
+                    h,
+                    &AssertionFacts {
+                        sub: &tx.sub,
+                        lineage: tx.lineage.as_str(),
+                        native_client: &tx.native_client,
+                        sid: &tx.sid,
+                        web_client: &tx.web_client,
+                    },
+                )));
+            }
+        }
+        if is_redemption {
             return Ok(false);
         }
 
@@ -498,8 +820,28 @@ impl ProxyHttp for Gateway {
         resp: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
+        let h = &self.h;
+        self.rewrite_cookies(resp, ctx).await?;
         for name in &ctx.expire {
             resp.append_header(header::SET_COOKIE, cookies::expire_cookie(name))?;
+        }
+        for name in &ctx.expire_sessions {
+            resp.append_header(
+                header::SET_COOKIE,
+                cookies::expire_session_cookie(name, &h.config.session),
+            )?;
+        }
+        if let Some(sealed) = &ctx.new_tx_cookie {
+            let ttl = h.config.session.transaction_ttl.as_secs() as i64;
+            resp.append_header(
+                header::SET_COOKIE,
+                cookies::host_cookie(&h.config.session.transaction_cookie, sealed, ttl),
+            )?;
+        } else if ctx.expire_tx {
+            resp.append_header(
+                header::SET_COOKIE,
+                cookies::expire_cookie(&h.config.session.transaction_cookie),
+            )?;
         }
         if ctx.no_store {
             resp.insert_header(header::CACHE_CONTROL, "no-store")?;

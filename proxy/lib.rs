@@ -24,4 +24,6 @@ pub mod mint;
 pub mod redeem;
 pub mod secret;
 pub mod server;
+pub mod session;
 pub mod store;
+pub mod transaction;

@@ -157,7 +157,7 @@ fn main() -> ExitCode {
             .map(|s| {
                 println!(
                     "{}",
-                    serde_json::to_string_pretty(&s.public_jwks()).expect("JWKS serializes")
+                    serde_json::to_string_pretty(&s.0.public_jwks()).expect("JWKS serializes")
                 );
             }),
     };

@@ -15,6 +15,13 @@ pub struct Metrics {
     pub mints: IntCounterVec,
     /// `handoff_redemptions_total{outcome,reason}`.
     pub redemptions: IntCounterVec,
+    /// `handoff_sessions_total{outcome}`: bound, expired_absolute, expired_idle,
+    /// revoked, store_unavailable, different_subject.
+    pub sessions: IntCounterVec,
+    /// `handoff_session_touches_total`: idle-time writes.
+    pub session_touches: prometheus::IntCounter,
+    /// `handoff_transaction_hops_total{outcome}`.
+    pub transaction_hops: IntCounterVec,
     /// `handoff_store_errors_total{op}`.
     pub store_errors: IntCounterVec,
     /// `handoff_store_seconds{op}`.
@@ -61,6 +68,27 @@ impl Metrics {
                 "handoff_redemptions_total",
                 "Session transfer token redemptions by outcome and reason.",
                 &["outcome", "reason"],
+            ),
+            sessions: counter(
+                "handoff_sessions_total",
+                "Web session events by outcome.",
+                &["outcome"],
+            ),
+            session_touches: {
+                let c = prometheus::IntCounter::new(
+                    "handoff_session_touches_total",
+                    "Idle-time writes of web sessions.",
+                )
+                .expect("static metric definition");
+                registry
+                    .register(Box::new(c.clone()))
+                    .expect("unique metric name");
+                c
+            },
+            transaction_hops: counter(
+                "handoff_transaction_hops_total",
+                "Login transaction hops by outcome.",
+                &["outcome"],
             ),
             store_errors: counter(
                 "handoff_store_errors_total",

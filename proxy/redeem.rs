@@ -28,6 +28,7 @@ pub const FAILURE_REASONS: &[&str] = &[
     "lineage_revoked",
     "denied_by_rule",
     "store_unavailable",
+    "different_subject",
 ];
 
 /// A presented token and what is known of the request that presented it.
@@ -43,6 +44,8 @@ pub struct Presented<'a> {
     pub client_ip: IpAddr,
     /// The request's device fingerprint, when configured.
     pub fingerprint: Option<[u8; 32]>,
+    /// Subjects of the live transfer sessions the browser already holds.
+    pub bound_subjects: &'a [&'a str],
 }
 
 /// A successful redemption.
@@ -194,12 +197,18 @@ async fn redeem_inner(h: &Handoff, p: &Presented<'_>) -> Outcome {
     if let Err(reason) = decision.verdict {
         return Outcome::Fallback(deny_label(reason));
     }
+    if p.bound_subjects.iter().any(|s| *s != ctx.sub) {
+        tracing::warn!(lineage = %ctx.lineage, "browser holds a transfer session of another user: revoking it, ordinary login");
+        return Outcome::Fallback("different_subject");
+    }
     // 5. log the user in
     let sid = random_id();
     let assertion = assertion::sign(
         h,
         &AssertionFacts {
-            ctx: &ctx,
+            sub: &ctx.sub,
+            lineage: ctx.lineage.as_str(),
+            native_client: &ctx.native_client_id,
             sid: &sid,
             web_client,
         },

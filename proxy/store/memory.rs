@@ -47,6 +47,18 @@ impl Map {
     }
 }
 
+/// Adds `member` to the comma-separated set at `key` and renews its TTL (the
+/// memory store's stand-in for SADD + EXPIRE; members never contain commas).
+fn add_to_set(m: &mut Map, key: String, member: &str, now: u64) {
+    let current = m.get(&key, now).map(str::to_owned).unwrap_or_default();
+    let mut members: Vec<&str> = current.split(',').filter(|s| !s.is_empty()).collect();
+    if !members.contains(&member) {
+        members.push(member);
+    }
+    let v = members.join(",");
+    m.set(key, v, now, INDEX_TTL);
+}
+
 /// The embedded store (single instance only).
 #[derive(Debug)]
 pub struct MemoryStore {
@@ -169,6 +181,111 @@ impl Store for MemoryStore {
     async fn is_lineage_revoked(&self, lineage: &LineageId) -> Result<bool, StoreError> {
         let now = self.clock.now_ms();
         Ok(self.lock().get(&self.keys.revoked(lineage), now).is_some())
+    }
+
+    async fn tx_hop(
+        &self,
+        lineage: &LineageId,
+        txid: &str,
+        max_hops: u32,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let now = self.clock.now_ms();
+        let mut m = self.lock();
+        if m.get(&self.keys.revoked(lineage), now).is_some() {
+            return Ok(false);
+        }
+        let key = self.keys.tx(lineage, txid);
+        let n = m
+            .get(&key, now)
+            .and_then(|v| v.parse::<u32>().ok())
+            .unwrap_or(0)
+            .saturating_add(1);
+        match m.entries.get_mut(&key) {
+            Some(e) => e.value = n.to_string(),
+            None => m.set(key, n.to_string(), now, ttl),
+        }
+        Ok(n <= max_hops)
+    }
+
+    async fn bind_session(
+        &self,
+        session: &WebSession,
+        cookie: &SecretHash,
+        txid: Option<&str>,
+        retention: Duration,
+    ) -> Result<BindOutcome, StoreError> {
+        let now = self.clock.now_ms();
+        let mut m = self.lock();
+        let l = &session.lineage;
+        if m.get(&self.keys.revoked(l), now).is_some() {
+            return Ok(BindOutcome::LineageRevoked);
+        }
+        if let Some(txid) = txid {
+            m.set(
+                self.keys.tx(l, txid),
+                TX_ENDED.to_string(),
+                now,
+                Duration::from_secs(120),
+            );
+        }
+        add_to_set(&mut m, self.keys.lineage_sessions(l), &cookie.hex(), now);
+        add_to_set(&mut m, self.keys.subject(&session.sub), l.as_str(), now);
+        m.set(
+            self.keys.cookie(cookie),
+            encode(session),
+            now,
+            ttl_until(now, session.absolute_exp) + retention,
+        );
+        Ok(BindOutcome::Bound)
+    }
+
+    async fn session_by_cookie(
+        &self,
+        cookie: &SecretHash,
+    ) -> Result<Option<WebSession>, StoreError> {
+        let now = self.clock.now_ms();
+        let mut m = self.lock();
+        m.get(&self.keys.cookie(cookie), now)
+            .map(|v| decode("web session", v.as_bytes()))
+            .transpose()
+    }
+
+    async fn touch_session(
+        &self,
+        cookie: &SecretHash,
+        session: &WebSession,
+    ) -> Result<(), StoreError> {
+        let now = self.clock.now_ms();
+        let mut m = self.lock();
+        let key = self.keys.cookie(cookie);
+        let live = m.get(&key, now).is_some_and(|v| !v.contains(REVOKED_MARK));
+        if live {
+            if let Some(e) = m.entries.get_mut(&key) {
+                e.value = encode(session);
+            }
+        }
+        Ok(())
+    }
+
+    async fn revoke_session(
+        &self,
+        cookie: &SecretHash,
+        session: &WebSession,
+    ) -> Result<(), StoreError> {
+        let now = self.clock.now_ms();
+        let mut m = self.lock();
+        let key = self.keys.cookie(cookie);
+        if m.get(&key, now).is_some() {
+            let tomb = WebSession {
+                revoked: true,
+                ..session.clone()
+            };
+            if let Some(e) = m.entries.get_mut(&key) {
+                e.value = encode(&tomb);
+            }
+        }
+        Ok(())
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -58,6 +58,57 @@ pub struct MintContext {
     pub exp: u64,
 }
 
+/// A web session created by a session transfer (SPEC §2.4), as stored under the
+/// hash of the IdP's session cookie that it is bound to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebSession {
+    /// Session id (the assertion's `sid`).
+    pub sid: String,
+    /// The user.
+    pub sub: String,
+    /// The native refresh token's lineage.
+    pub lineage: LineageId,
+    /// The web client that logged in.
+    pub web_client: String,
+    /// The native client whose token was redeemed.
+    pub native_client: String,
+    /// Created (Unix seconds).
+    pub created: u64,
+    /// Absolute expiry (Unix seconds).
+    pub absolute_exp: u64,
+    /// Idle limit (seconds).
+    pub idle_secs: u64,
+    /// Last use (Unix seconds); idle expiry is `last_seen + idle_secs`.
+    pub last_seen: u64,
+    /// The IP that redeemed the token.
+    pub ip: IpAddr,
+    /// Revoked: the record stays (a tombstone) so the cookie keeps counting as
+    /// dead instead of looking unbound.
+    #[serde(default)]
+    pub revoked: bool,
+}
+
+impl WebSession {
+    /// When the session dies if not used again.
+    pub fn idle_exp(&self) -> u64 {
+        self.last_seen.saturating_add(self.idle_secs)
+    }
+
+    /// The earlier of the two limits.
+    pub fn expires_at(&self) -> u64 {
+        self.absolute_exp.min(self.idle_exp())
+    }
+}
+
+/// Result of [`Store::bind_session`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BindOutcome {
+    /// The cookie now maps to the session.
+    Bound,
+    /// The lineage was revoked meanwhile: nothing is bound.
+    LineageRevoked,
+}
+
 /// Which kind of refresh token a hash belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -170,6 +221,51 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// Whether a lineage is revoked.
     async fn is_lineage_revoked(&self, lineage: &LineageId) -> Result<bool, StoreError>;
 
+    /// Counts one hop of login transaction `txid`; false once the transaction has
+    /// ended, has used `max_hops`, or its lineage is revoked. The counter lives `ttl`.
+    async fn tx_hop(
+        &self,
+        lineage: &LineageId,
+        txid: &str,
+        max_hops: u32,
+        ttl: Duration,
+    ) -> Result<bool, StoreError>;
+
+    /// Binds the IdP session cookie with hash `cookie` to `session`, indexes it under
+    /// its lineage and subject, and ends login transaction `txid` if given. Refused
+    /// when the lineage is revoked. The record lives `retention` past the session's
+    /// absolute expiry: a dead session's cookie must stay known as dead for as long
+    /// as the IdP might still honour it, or it would pass as unbound.
+    async fn bind_session(
+        &self,
+        session: &WebSession,
+        cookie: &SecretHash,
+        txid: Option<&str>,
+        retention: Duration,
+    ) -> Result<BindOutcome, StoreError>;
+
+    /// The session a cookie hash is bound to, if any.
+    async fn session_by_cookie(
+        &self,
+        cookie: &SecretHash,
+    ) -> Result<Option<WebSession>, StoreError>;
+
+    /// Records use of a bound session (its `last_seen`), never over a revocation
+    /// and never recreating a record that is gone.
+    async fn touch_session(
+        &self,
+        cookie: &SecretHash,
+        session: &WebSession,
+    ) -> Result<(), StoreError>;
+
+    /// Revokes one web session: its record becomes a tombstone (`revoked`), keeping
+    /// its TTL.
+    async fn revoke_session(
+        &self,
+        cookie: &SecretHash,
+        session: &WebSession,
+    ) -> Result<(), StoreError>;
+
     /// A cheap round trip, for readiness.
     async fn ping(&self) -> Result<(), StoreError>;
 }
@@ -203,6 +299,30 @@ impl Keys {
         format!("{}:{{{}}}:revoked", self.prefix, l.as_str())
     }
 
+    /// `ho:{L}:tx:<txid>` — a login transaction's hop counter.
+    pub fn tx(&self, l: &LineageId, txid: &str) -> String {
+        format!("{}:{{{}}}:tx:{}", self.prefix, l.as_str(), txid)
+    }
+
+    /// `ho:{L}:sess` — the set of cookie hashes bound to the lineage's web sessions.
+    pub fn lineage_sessions(&self, l: &LineageId) -> String {
+        format!("{}:{{{}}}:sess", self.prefix, l.as_str())
+    }
+
+    /// `ho:ck:<hash>` — the web session an IdP session cookie is bound to (one read).
+    pub fn cookie(&self, h: &SecretHash) -> String {
+        format!("{}:ck:{}", self.prefix, h.hex())
+    }
+
+    /// `ho:sub:<hash of sub>` — the lineages of a subject.
+    pub fn subject(&self, sub: &str) -> String {
+        format!(
+            "{}:sub:{}",
+            self.prefix,
+            SecretHash::of(sub.as_bytes()).hex()
+        )
+    }
+
     /// `ho:rt:<hash>` — a refresh token's lineage and kind.
     pub fn refresh(&self, h: &SecretHash) -> String {
         format!("{}:rt:{}", self.prefix, h.hex())
@@ -216,6 +336,16 @@ fn encode<T: Serialize>(v: &T) -> String {
 fn decode<T: for<'de> Deserialize<'de>>(what: &str, bytes: &[u8]) -> Result<T, StoreError> {
     serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
 }
+
+/// How a revoked session record reads (serde_json's compact form of the flag):
+/// touch scripts refuse to write over it.
+const REVOKED_MARK: &str = "\"revoked\":true";
+
+/// A hop count that marks a login transaction as ended.
+const TX_ENDED: u32 = 1_000_000;
+
+/// How long the lineage and subject indexes live after their last write.
+pub const INDEX_TTL: Duration = Duration::from_secs(90 * 24 * 3600);
 
 /// Milliseconds from `now_ms` until `until_secs`, at least 1 s (a TTL of 0 would mean "no TTL").
 fn ttl_until(now_ms: u64, until_secs: u64) -> Duration {

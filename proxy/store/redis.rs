@@ -42,6 +42,42 @@ if u then return {2, u, revoked} end
 return {0, '', revoked}
 "#;
 
+/// Counts a login-transaction hop. KEYS: tx, revoked. ARGV: max hops, ttl ms.
+const TX_HOP: &str = r#"
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+if n > tonumber(ARGV[1]) then return 0 end
+return 1
+"#;
+
+/// The lineage-slot half of binding a session: refuse if revoked, index the
+/// cookie hash under the lineage, end the transaction. KEYS: revoked, sess, tx
+/// (tx may be a dummy). ARGV: cookie hash, index ttl s, end tx (0/1), tx-ended value.
+const BIND_LINEAGE: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('SADD', KEYS[2], ARGV[1])
+redis.call('EXPIRE', KEYS[2], ARGV[2])
+if ARGV[3] == '1' then redis.call('SET', KEYS[3], ARGV[4], 'EX', 120) end
+return 1
+"#;
+
+/// Records session use: never over a tombstone, never recreating a gone key.
+/// KEYS: ck. ARGV: new record.
+const TOUCH: &str = r#"
+local v = redis.call('GET', KEYS[1])
+if not v or string.find(v, '"revoked":true', 1, true) then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'KEEPTTL')
+return 1
+"#;
+
+/// Turns a session record into a tombstone, keeping its TTL. KEYS: ck. ARGV: tombstone.
+const REVOKE_SESSION: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'KEEPTTL')
+return 1
+"#;
+
 /// A process-wide runtime for store connections (two threads).
 pub fn background_runtime() -> &'static tokio::runtime::Runtime {
     static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
@@ -63,6 +99,10 @@ pub struct RedisStore {
     clock: SharedClock,
     record_mint: Script,
     consume: Script,
+    tx_hop: Script,
+    bind_lineage: Script,
+    touch: Script,
+    revoke_session: Script,
 }
 
 impl fmt::Debug for RedisStore {
@@ -100,6 +140,10 @@ impl RedisStore {
             clock,
             record_mint: Script::new(RECORD_MINT),
             consume: Script::new(CONSUME),
+            tx_hop: Script::new(TX_HOP),
+            bind_lineage: Script::new(BIND_LINEAGE),
+            touch: Script::new(TOUCH),
+            revoke_session: Script::new(REVOKE_SESSION),
         })
     }
 
@@ -205,6 +249,124 @@ impl Store for RedisStore {
     async fn is_lineage_revoked(&self, lineage: &LineageId) -> Result<bool, StoreError> {
         let mut c = self.conn.clone();
         self.run(c.exists(self.keys.revoked(lineage))).await
+    }
+
+    async fn tx_hop(
+        &self,
+        lineage: &LineageId,
+        txid: &str,
+        max_hops: u32,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let mut c = self.conn.clone();
+        let ok: i64 = self
+            .run(
+                self.tx_hop
+                    .key(self.keys.tx(lineage, txid))
+                    .key(self.keys.revoked(lineage))
+                    .arg(max_hops)
+                    .arg(ttl.as_millis() as u64)
+                    .invoke_async(&mut c),
+            )
+            .await?;
+        Ok(ok == 1)
+    }
+
+    async fn bind_session(
+        &self,
+        session: &WebSession,
+        cookie: &SecretHash,
+        txid: Option<&str>,
+        retention: Duration,
+    ) -> Result<BindOutcome, StoreError> {
+        let mut c = self.conn.clone();
+        let l = &session.lineage;
+        let bound: i64 = self
+            .run(
+                self.bind_lineage
+                    .key(self.keys.revoked(l))
+                    .key(self.keys.lineage_sessions(l))
+                    .key(self.keys.tx(l, txid.unwrap_or("-")))
+                    .arg(cookie.hex())
+                    .arg(INDEX_TTL.as_secs())
+                    .arg(if txid.is_some() { "1" } else { "0" })
+                    .arg(TX_ENDED)
+                    .invoke_async(&mut c),
+            )
+            .await?;
+        if bound == 0 {
+            return Ok(BindOutcome::LineageRevoked);
+        }
+        // The cookie key and the subject index live in other hash slots (they are
+        // found by cookie or subject alone), so they are a pipeline of their own.
+        let ttl = ttl_until(self.clock.now_ms(), session.absolute_exp) + retention;
+        let mut p = ::redis::pipe();
+        p.pset_ex(
+            self.keys.cookie(cookie),
+            encode(session),
+            ttl.as_millis() as u64,
+        )
+        .ignore()
+        .sadd(self.keys.subject(&session.sub), l.as_str())
+        .ignore()
+        .expire(self.keys.subject(&session.sub), INDEX_TTL.as_secs() as i64)
+        .ignore();
+        let () = self.run(p.query_async(&mut c)).await?;
+        // A revocation that ran between the two steps walked the lineage index
+        // before the cookie key existed: look again, and make it a tombstone if so.
+        let revoked: bool = self.run(c.exists(self.keys.revoked(l))).await?;
+        if revoked {
+            self.revoke_session(cookie, session).await?;
+            return Ok(BindOutcome::LineageRevoked);
+        }
+        Ok(BindOutcome::Bound)
+    }
+
+    async fn session_by_cookie(
+        &self,
+        cookie: &SecretHash,
+    ) -> Result<Option<WebSession>, StoreError> {
+        let mut c = self.conn.clone();
+        let v: Option<String> = self.run(c.get(self.keys.cookie(cookie))).await?;
+        v.map(|v| decode("web session", v.as_bytes())).transpose()
+    }
+
+    async fn touch_session(
+        &self,
+        cookie: &SecretHash,
+        session: &WebSession,
+    ) -> Result<(), StoreError> {
+        let mut c = self.conn.clone();
+        let _: i64 = self
+            .run(
+                self.touch
+                    .key(self.keys.cookie(cookie))
+                    .arg(encode(session))
+                    .invoke_async(&mut c),
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn revoke_session(
+        &self,
+        cookie: &SecretHash,
+        session: &WebSession,
+    ) -> Result<(), StoreError> {
+        let mut c = self.conn.clone();
+        let tomb = WebSession {
+            revoked: true,
+            ..session.clone()
+        };
+        let _: i64 = self
+            .run(
+                self.revoke_session
+                    .key(self.keys.cookie(cookie))
+                    .arg(encode(&tomb))
+                    .invoke_async(&mut c),
+            )
+            .await?;
+        Ok(())
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

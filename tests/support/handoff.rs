@@ -45,6 +45,8 @@ pub struct Options {
     /// The assertion signing key (PKCS#8 PEM); a new one when None. Instances that
     /// serve one IdP share it.
     pub signing_key_pem: Option<String>,
+    /// Extra TOML tables appended to the config (e.g. `[session]`, `[paths]`).
+    pub extra: String,
 }
 
 impl Default for Options {
@@ -55,6 +57,7 @@ impl Default for Options {
             server_extra: String::new(),
             tls: false,
             signing_key_pem: None,
+            extra: String::new(),
         }
     }
 }
@@ -125,7 +128,8 @@ impl Running {
             "[server]\npublic_host = \"127.0.0.1:{port}\"\nthreads = 2\n{extra}\n{listen}\n\
              [upstream]\naddress = \"{idp}\"\ntimeout = \"2s\"\n\n\
              [assertion]\nissuer = \"handoff\"\naudience = \"test-idp\"\nkey_file = \"assertion.pem\"\n\n\
-             [rules]\nfile = \"rules.toml\"\n\n[admin]\nlisten = \"127.0.0.1:{admin_port}\"\n\n{store}",
+             [rules]\nfile = \"rules.toml\"\n\n[admin]\nlisten = \"127.0.0.1:{admin_port}\"\n\n{store}\n{more}",
+            more = opts.extra,
             extra = opts.server_extra,
             idp = idp.addr(),
         );

@@ -8,3 +8,4 @@ pub mod http;
 pub mod idp;
 pub mod logs;
 pub mod redis;
+pub mod world;

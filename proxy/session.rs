@@ -1,0 +1,225 @@
+//! Web sessions (SPEC §2.4, §3): enforcing the limits of sessions created by a
+//! session transfer.
+//!
+//! A transfer session is known by the hash of the IdP's session cookie it is
+//! bound to. Every request that carries one of the IdP's session cookies is
+//! checked here: an unbound cookie (a session the IdP made without handoff) passes
+//! untouched; a bound one past its absolute or idle limit, or revoked, is dead —
+//! the gateway removes it from the request and expires it in the browser.
+//!
+//! Costs on the hot path: state is served from a small local cache for at most
+//! `session.cache_ttl` (≤ 1 s, the revocation propagation bound), so a busy session
+//! costs about one store read per second per instance, not one per request. Idle
+//! time slides with use, but the store is written at most once per `idle/10`.
+//!
+//! When the store is unreachable, a cached state is trusted for
+//! `session.outage_grace` after it was last read; past that — or with nothing
+//! cached — the cookie is treated as expired (fail closed, SPEC §5).
+
+use crate::app::Handoff;
+use crate::secret::SecretHash;
+use crate::store::WebSession;
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+/// What a session cookie is worth.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Check {
+    /// Not bound by handoff: pass untouched.
+    Unbound,
+    /// A live transfer session.
+    Alive(WebSession),
+    /// Expired or revoked (the reason is a metric label).
+    Dead(&'static str),
+}
+
+#[derive(Debug, Clone)]
+struct Cached {
+    session: Option<WebSession>,
+    fetched_ms: u64,
+}
+
+/// The local cache of session states, keyed by cookie hash.
+#[derive(Debug, Default)]
+pub struct SessionCache {
+    map: Mutex<HashMap<SecretHash, Cached>>,
+}
+
+/// Entries beyond this many make the cache start over (bounded memory).
+const CACHE_MAX: usize = 100_000;
+
+impl SessionCache {
+    fn get(&self, k: &SecretHash) -> Option<Cached> {
+        self.map
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(k)
+            .cloned()
+    }
+
+    fn put(&self, k: SecretHash, session: Option<WebSession>, now_ms: u64) {
+        let mut m = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        if m.len() >= CACHE_MAX {
+            m.clear();
+        }
+        m.insert(
+            k,
+            Cached {
+                session,
+                fetched_ms: now_ms,
+            },
+        );
+    }
+
+    /// Forgets one cookie's state (after a revocation).
+    pub fn forget(&self, k: &SecretHash) {
+        self.map.lock().unwrap_or_else(|p| p.into_inner()).remove(k);
+    }
+
+    /// Forgets everything (when revocations may have been missed).
+    pub fn clear(&self) {
+        self.map.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+}
+
+fn judge(s: &WebSession, now: u64) -> Option<&'static str> {
+    if s.revoked {
+        Some("revoked")
+    } else if now >= s.absolute_exp {
+        Some("expired_absolute")
+    } else if now >= s.idle_exp() {
+        Some("expired_idle")
+    } else {
+        None
+    }
+}
+
+/// Checks the session bound to the cookie with hash `cookie`, sliding its idle time.
+pub async fn check(h: &Handoff, cookie: &SecretHash) -> Check {
+    let cfg = &h.config.session;
+    let now_ms = h.clock.now_ms();
+    let now = now_ms / 1000;
+    let cached = h.sessions.get(cookie);
+    let fresh = cached
+        .as_ref()
+        .filter(|c| now_ms.saturating_sub(c.fetched_ms) < cfg.cache_ttl.as_millis() as u64);
+    let (state, from_cache) = match fresh {
+        Some(c) => (c.session.clone(), true),
+        None => match h.store.session_by_cookie(cookie).await {
+            Ok(s) => {
+                h.sessions.put(*cookie, s.clone(), now_ms);
+                (s, false)
+            }
+            Err(e) => {
+                h.metrics
+                    .store_errors
+                    .with_label_values(&["session_by_cookie"])
+                    .inc();
+                match cached.filter(|c| {
+                    now_ms.saturating_sub(c.fetched_ms) < cfg.outage_grace.as_millis() as u64
+                }) {
+                    Some(c) => {
+                        tracing::warn!(error = %e, cookie = ?cookie, "store unavailable: using the last known session state");
+                        (c.session, true)
+                    }
+                    None => {
+                        tracing::warn!(error = %e, cookie = ?cookie, "store unavailable and no recent state: treating the session as expired");
+                        return Check::Dead("store_unavailable");
+                    }
+                }
+            }
+        },
+    };
+    let Some(mut s) = state else {
+        return Check::Unbound;
+    };
+    if let Some(mut reason) = judge(&s, now) {
+        if from_cache && reason == "expired_idle" {
+            // Another instance may have seen the session used since we cached it.
+            if let Ok(Some(newer)) = h.store.session_by_cookie(cookie).await {
+                h.sessions.put(*cookie, Some(newer.clone()), now_ms);
+                match judge(&newer, now) {
+                    None => return touch(h, cookie, newer, now).await,
+                    Some(r) => reason = r,
+                }
+                s = newer;
+            }
+        }
+        tracing::info!(sid = %s.sid, lineage = %s.lineage, reason, "web session ended");
+        return Check::Dead(reason);
+    }
+    touch(h, cookie, s, now).await
+}
+
+async fn touch(h: &Handoff, cookie: &SecretHash, mut s: WebSession, now: u64) -> Check {
+    let throttle = (s.idle_secs / 10).max(1);
+    if now.saturating_sub(s.last_seen) >= throttle {
+        s.last_seen = now;
+        match h.store.touch_session(cookie, &s).await {
+            Ok(()) => h.sessions.put(*cookie, Some(s.clone()), h.clock.now_ms()),
+            Err(e) => {
+                // Not fatal: the session is alive; the next request tries again.
+                h.metrics
+                    .store_errors
+                    .with_label_values(&["touch_session"])
+                    .inc();
+                tracing::debug!(error = %e, "could not record session use");
+            }
+        }
+        h.metrics.session_touches.inc();
+    }
+    Check::Alive(s)
+}
+
+/// Revokes a session now (store and local cache).
+pub async fn revoke(
+    h: &Handoff,
+    cookie: &SecretHash,
+    s: &WebSession,
+) -> Result<(), crate::store::StoreError> {
+    h.sessions.forget(cookie);
+    h.store.revoke_session(cookie, s).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::LineageId;
+
+    fn session(last_seen: u64, idle: u64, abs: u64) -> WebSession {
+        WebSession {
+            sid: "s".into(),
+            sub: "u".into(),
+            lineage: LineageId::generate(),
+            web_client: "w".into(),
+            native_client: "n".into(),
+            created: 0,
+            absolute_exp: abs,
+            idle_secs: idle,
+            last_seen,
+            ip: "127.0.0.1".parse().unwrap(),
+            revoked: false,
+        }
+    }
+
+    #[test]
+    fn limits() {
+        assert_eq!(judge(&session(100, 60, 1000), 159), None);
+        assert_eq!(judge(&session(100, 60, 1000), 160), Some("expired_idle"));
+        assert_eq!(
+            judge(&session(990, 60, 1000), 1000),
+            Some("expired_absolute")
+        );
+        assert_eq!(session(990, 60, 1000).expires_at(), 1000);
+        assert_eq!(
+            judge(
+                &WebSession {
+                    revoked: true,
+                    ..session(100, 60, 1000)
+                },
+                101
+            ),
+            Some("revoked")
+        );
+    }
+}

@@ -1,0 +1,257 @@
+// The stack under test, all on loopback with free ports:
+//   redis-server  <- handoff (public listener + admin listener) -> example IdP
+// The IdP (deploy/oidc-provider/server.js) runs in this process, wrapped so that
+// every request it receives (method, URL, headers, body) and every line it logs is
+// recorded. handoff is the real binary (HANDOFF_BIN, default target/debug/handoff),
+// its stderr captured.
+
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import { createIdp } from '../../../deploy/oidc-provider/server.js';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const repo = path.resolve(here, '../../..');
+
+/** The handoff binary: $HANDOFF_BIN (relative to the working directory), else target/debug/handoff. */
+export const HANDOFF_BIN = process.env.HANDOFF_BIN
+  ? path.resolve(process.env.HANDOFF_BIN)
+  : path.join(repo, 'target/debug/handoff');
+export const WEB_CALLBACK = 'https://web.example/callback';
+export const NATIVE_CALLBACK = 'com.example.native:/callback';
+
+const sleep = (ms) => new Promise((r) => { setTimeout(r, ms); });
+
+/** A free TCP port on 127.0.0.1 (bound, read, released). */
+export async function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.unref();
+    s.on('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+async function waitFor(what, fn, { timeout = 15_000, every = 100 } = {}) {
+  const until = Date.now() + timeout;
+  let last;
+  while (Date.now() < until) {
+    try {
+      if (await fn()) return;
+    } catch (err) {
+      last = err;
+    }
+    await sleep(every);
+  }
+  throw new Error(`timed out waiting for ${what}${last ? `: ${last.message}` : ''}`);
+}
+
+function httpGet(url) {
+  return new Promise((resolve, reject) => {
+    const req = http.get(url, { agent: false, timeout: 2000 }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (c) => { text += c; });
+      res.on('end', () => resolve({ status: res.statusCode, text }));
+    });
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', reject);
+  });
+}
+
+function pingRedis(port) {
+  return new Promise((resolve) => {
+    const s = net.connect(port, '127.0.0.1');
+    let buf = '';
+    s.setTimeout(1000, () => { s.destroy(); resolve(false); });
+    s.on('error', () => resolve(false));
+    s.on('connect', () => s.write('PING\r\n'));
+    s.on('data', (d) => {
+      buf += d;
+      if (buf.includes('\r\n')) { s.end(); resolve(buf.startsWith('+PONG')); }
+    });
+  });
+}
+
+function killChild(child, name, log) {
+  return new Promise((resolve) => {
+    if (!child || child.exitCode !== null || child.signalCode !== null) { resolve(); return; }
+    const t = setTimeout(() => { log?.(`${name} did not stop on SIGTERM, SIGKILL`); child.kill('SIGKILL'); }, 3000);
+    child.once('exit', () => { clearTimeout(t); resolve(); });
+    child.kill('SIGTERM');
+  });
+}
+
+/**
+ * Starts redis-server, the example IdP and handoff. `rules` overrides the web
+ * client's settings.
+ *
+ * @returns {Promise<Stack>}
+ */
+export async function startStack({ name = 'e2e', webRules = {}, log = () => {} } = {}) {
+  const dir = mkdtempSync(path.join(tmpdir(), `handoff-${name}-`));
+  const [redisPort, idpPort, publicPort, adminPort] = [await freePort(), await freePort(), await freePort(), await freePort()];
+  const publicHost = `127.0.0.1:${publicPort}`;
+  const origin = `http://${publicHost}`;
+  const admin = `http://127.0.0.1:${adminPort}`;
+  const stack = {
+    dir, origin, admin, publicHost, redisPort, idpPort, publicPort, adminPort,
+    idpRequests: [], idpLog: [], handoffStderr: '', handoffStdout: '', children: [],
+  };
+  const cleanups = [];
+  stack.stop = async () => {
+    for (const c of cleanups.reverse()) {
+      try { await c(); } catch { /* keep stopping the rest */ }
+    }
+    cleanups.length = 0;
+    if (!process.env.E2E_KEEP) rmSync(dir, { recursive: true, force: true });
+  };
+  // A crash of the test process must not leave servers behind.
+  const onExit = () => { for (const c of stack.children) { try { c.kill('SIGKILL'); } catch { /* gone */ } } };
+  process.once('exit', onExit);
+  cleanups.push(() => process.off('exit', onExit));
+
+  try {
+    // 1. redis-server
+    const redis = spawn('redis-server', ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    stack.children.push(redis);
+    redis.stdout.resume();
+    redis.stderr.resume();
+    cleanups.push(() => killChild(redis, 'redis-server', log));
+    await waitFor('redis-server', () => pingRedis(redisPort));
+
+    // 2. the example IdP, in this process, recorded
+    const { callback, provider } = createIdp({
+      issuer: origin,
+      handoff: {
+        jwksUrl: `${admin}/.well-known/handoff/jwks.json`,
+        issuer: 'handoff',
+        audience: origin,
+        trustedPeer: (peer) => ['127.0.0.1', '::ffff:127.0.0.1', '::1'].includes(peer),
+      },
+      webRedirectUris: [WEB_CALLBACK],
+      nativeRedirectUris: [NATIVE_CALLBACK],
+      log: (line) => stack.idpLog.push(line),
+    });
+    stack.provider = provider;
+    const idp = http.createServer((req, res) => {
+      // Record the whole request (URL, headers, body) before the IdP sees it; the
+      // body is handed on as req.body, which oidc-provider reads when the stream
+      // has been consumed.
+      const chunks = [];
+      req.on('data', (c) => chunks.push(c));
+      req.on('end', () => {
+        const body = Buffer.concat(chunks);
+        stack.idpRequests.push({
+          method: req.method, url: req.url, headers: { ...req.headers }, rawHeaders: [...req.rawHeaders], body: body.toString('latin1'), at: Date.now(),
+        });
+        req.body = body;
+        callback(req, res);
+      });
+    });
+    await new Promise((resolve, reject) => { idp.once('error', reject); idp.listen(idpPort, '127.0.0.1', resolve); });
+    idp.keepAliveTimeout = 1000;
+    cleanups.push(() => new Promise((resolve) => { idp.closeAllConnections?.(); idp.close(() => resolve()); }));
+
+    // 3. handoff
+    const keygen = spawnSync(HANDOFF_BIN, ['keygen', '--out', path.join(dir, 'assertion.pem')], { encoding: 'utf8' });
+    if (keygen.status !== 0) throw new Error(`handoff keygen failed (${HANDOFF_BIN}): ${keygen.stderr || keygen.error}`);
+    const web = {
+      allowed_authentication_methods: '["cookie", "query"]',
+      enforce_device_binding: '"ip"',
+      session_absolute: '"6s"',
+      session_idle: '"3s"',
+      ...webRules,
+    };
+    writeFileSync(path.join(dir, 'rules.toml'), [
+      '# written by tests/e2e/lib/stack.js',
+      '[native."native-app"]',
+      'can_create_session_transfer_token = true',
+      'allowed_web_clients = ["web-app"]',
+      '',
+      '[web."web-app"]',
+      ...Object.entries(web).map(([k, v]) => `${k} = ${v}`),
+      '',
+    ].join('\n'));
+    writeFileSync(path.join(dir, 'handoff.toml'), `# written by tests/e2e/lib/stack.js
+[server]
+listen = ["${publicHost}"]
+public_host = "${publicHost}"
+threads = 2
+
+[upstream]
+address = "127.0.0.1:${idpPort}"
+timeout = "5s"
+
+[store]
+kind = "redis"
+url = "redis://127.0.0.1:${redisPort}"
+
+[assertion]
+issuer = "handoff"
+audience = "${origin}"
+key_file = "assertion.pem"
+
+[paths]
+token = "/token"
+revocation = "/token/revocation"
+redemption = ["/auth"]
+
+[session]
+cookie_names = ["_session"]
+
+[rules]
+file = "rules.toml"
+
+[admin]
+listen = "127.0.0.1:${adminPort}"
+`);
+    for (const [what, args] of [['rules', ['rules', 'check', path.join(dir, 'rules.toml')]], ['config', ['config', 'check', path.join(dir, 'handoff.toml')]]]) {
+      const r = spawnSync(HANDOFF_BIN, args, { encoding: 'utf8' });
+      if (r.status !== 0) throw new Error(`handoff ${what} check failed: ${r.stdout}${r.stderr}`);
+    }
+    const handoff = spawn(HANDOFF_BIN, ['--config', path.join(dir, 'handoff.toml')], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, HANDOFF_LOG: process.env.HANDOFF_LOG ?? 'debug' },
+    });
+    stack.children.push(handoff);
+    stack.handoff = handoff;
+    handoff.stdout.setEncoding('utf8');
+    handoff.stderr.setEncoding('utf8');
+    handoff.stdout.on('data', (d) => { stack.handoffStdout += d; });
+    handoff.stderr.on('data', (d) => { stack.handoffStderr += d; });
+    cleanups.push(() => killChild(handoff, 'handoff', log));
+    await waitFor('handoff /readyz', async () => {
+      if (handoff.exitCode !== null) throw new Error(`handoff exited ${handoff.exitCode}: ${stack.handoffStderr.slice(-2000)}`);
+      return (await httpGet(`${admin}/readyz`)).status === 200;
+    });
+    await waitFor('handoff public listener', async () => (await httpGet(`${origin}/.well-known/handoff/jwks.json`)).status === 200);
+  } catch (err) {
+    await stack.stop();
+    throw err;
+  }
+
+  /** handoff's Prometheus metrics as text. */
+  stack.metrics = async () => (await httpGet(`${admin}/metrics`)).text;
+  /** The value of one metric series (0 when absent). `labels` is a substring like 'reason="binding_mismatch"'. */
+  stack.metric = async (metricName, ...labels) => {
+    const text = await stack.metrics();
+    let sum = 0;
+    for (const line of text.split('\n')) {
+      if (!line.startsWith(`${metricName}{`) && !line.startsWith(`${metricName} `)) continue;
+      if (labels.every((l) => line.includes(l))) sum += Number(line.split(' ').pop());
+    }
+    return sum;
+  };
+  return stack;
+}
+
+export { repo, sleep };
