@@ -5,12 +5,23 @@
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Glob {
     pattern: String,
+    /// No `*`: matching is string equality.
+    exact: bool,
+    /// Bytes before the first `*` and after the last: the literal head and
+    /// tail every match starts and ends with, checked first.
+    head: usize,
+    tail: usize,
 }
 
 impl Glob {
     pub(crate) fn new(pattern: &str) -> Glob {
+        let head = pattern.find('*').unwrap_or(pattern.len());
+        let tail = pattern.rfind('*').map_or(0, |i| pattern.len() - i - 1);
         Glob {
             pattern: pattern.to_owned(),
+            exact: !Glob::is_glob(pattern),
+            head,
+            tail,
         }
     }
 
@@ -29,12 +40,25 @@ impl Glob {
         self.pattern.chars().filter(|&c| c != '*').count()
     }
 
-    /// Whether `s` matches. Iterative with one backtrack point (the last `*`), so
-    /// it is linear-ish and cannot blow up on patterns like `*a*a*a*`.
+    /// Whether `s` matches. The literal head and tail are compared first; the
+    /// middle (which starts and ends with `*`) is matched iteratively with one
+    /// backtrack point (the last `*`), so it is linear-ish and cannot blow up
+    /// on patterns like `*a*a*a*`.
     pub(crate) fn matches(&self, s: &str) -> bool {
+        if self.exact {
+            return self.pattern == s;
+        }
         // Byte-wise is exact for UTF-8: `*` is ASCII, and literal runs compare
         // whole encoded characters.
         let (p, s) = (self.pattern.as_bytes(), s.as_bytes());
+        let (head, tail) = (self.head, self.tail);
+        if s.len() < head + tail
+            || p[..head] != s[..head]
+            || p[p.len() - tail..] != s[s.len() - tail..]
+        {
+            return false;
+        }
+        let (p, s) = (&p[head..p.len() - tail], &s[head..s.len() - tail]);
         let (mut pi, mut si) = (0, 0);
         let mut star: Option<(usize, usize)> = None;
         while si < s.len() {
@@ -89,6 +113,15 @@ mod tests {
         assert!(!m("exact", "exact2"));
         assert!(m("é*ü", "éxyü"));
         assert!(!m("*a*a*a*a*b", &"a".repeat(200)));
+        // Head and tail must not overlap.
+        assert!(!m("ab*ba", "aba"));
+        assert!(m("ab*ba", "abba"));
+        assert!(m("a*a", "aa"));
+        assert!(!m("a*a", "a"));
+        assert!(m("**", ""));
+        assert!(m("x**y", "xy"));
+        assert!(m("é*", "é"));
+        assert!(!m("é*", "e"));
     }
 
     #[test]

@@ -10,7 +10,13 @@
 //! 3. **evaluate** ([`Policy::decide_redemption`]): a pure function of
 //!    (policy, [`RedeemContext`]) → [`Decision`]. No I/O, no allocation, no
 //!    clock: the caller passes the time of day in, so it is trivially testable,
-//!    fuzzable and benchmarkable.
+//!    fuzzable and benchmarkable. An index built at validation (`index`)
+//!    narrows the rules down by method and networks first, so the cost does
+//!    not grow with the number of networks.
+//!
+//! [`explain`] runs step 3 with a trace, for `handoff rules explain`: which
+//! entry each client resolved to, which check failed, which rules matched and
+//! what each decided, and where every effective setting came from.
 //!
 //! A `Policy` can only come out of step 2, so the proxy can never evaluate an
 //! unvalidated file; on reload, a file that fails step 2 leaves the running
@@ -23,7 +29,9 @@
 mod asn;
 mod diag;
 mod duration;
+mod explain;
 mod glob;
+mod index;
 mod model;
 mod net;
 mod policy;
@@ -33,6 +41,10 @@ mod validate;
 
 pub use asn::AsnTable;
 pub use diag::{Diagnostic, Diagnostics, Severity};
+pub use explain::{
+    explain, Check, CheckStatus, ClientEntry, Effect, Effective, Explanation, ResolvedClient,
+    RuleDecision, RuleTrace, Source, Step,
+};
 pub use model::{
     AuthMethod, AuthMethods, Binding, Decision, DenyReason, NativeClient, NetworkBinding,
     RedeemContext, WebClient, MAX_TRANSFER_TOKEN_TTL,

@@ -36,6 +36,21 @@ impl AuthMethod {
     }
 }
 
+impl std::str::FromStr for AuthMethod {
+    type Err = String;
+
+    /// Parses `cookie` or `query` (as the rules file and metrics write them).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "cookie" => Ok(AuthMethod::Cookie),
+            "query" => Ok(AuthMethod::Query),
+            _ => Err(format!(
+                "invalid method \"{s}\": expected \"cookie\" or \"query\""
+            )),
+        }
+    }
+}
+
 impl fmt::Display for AuthMethod {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

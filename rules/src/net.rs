@@ -43,28 +43,72 @@ pub fn same_prefix(a: IpAddr, b: IpAddr, v4: u8, v6: u8) -> bool {
     }
 }
 
+/// A list of networks compiled for matching: the networks as written (for
+/// messages and coverage checks) and, per address family, `(network, mask)`
+/// pairs, so a test is one AND and one compare, with no per-test mask
+/// computation and no enum dispatch.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Nets {
+    list: Vec<IpNet>,
+    v4: Vec<(u32, u32)>,
+    v6: Vec<(u128, u128)>,
+}
+
+impl Nets {
+    pub(crate) fn new(list: Vec<IpNet>) -> Nets {
+        let (mut v4, mut v6) = (Vec::new(), Vec::new());
+        for n in &list {
+            match n {
+                IpNet::V4(n) => {
+                    let mask = u32::from(n.netmask());
+                    v4.push((u32::from(n.network()) & mask, mask));
+                }
+                IpNet::V6(n) => {
+                    let mask = u128::from(n.netmask());
+                    v6.push((u128::from(n.network()) & mask, mask));
+                }
+            }
+        }
+        Nets { list, v4, v6 }
+    }
+
+    /// Whether `ip` (normalized) is in any of the networks.
+    #[inline]
+    pub(crate) fn contains(&self, ip: IpAddr) -> bool {
+        match normalize_ip(ip) {
+            IpAddr::V4(a) => {
+                let a = u32::from(a);
+                self.v4.iter().any(|&(n, m)| a & m == n)
+            }
+            IpAddr::V6(a) => {
+                let a = u128::from(a);
+                self.v6.iter().any(|&(n, m)| a & m == n)
+            }
+        }
+    }
+}
+
+impl std::ops::Deref for Nets {
+    type Target = [IpNet];
+
+    /// The networks as written.
+    fn deref(&self) -> &[IpNet] {
+        &self.list
+    }
+}
+
 /// A source-network allow/deny list. Empty `allowed` means "any network".
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct NetList {
-    pub allowed: Vec<IpNet>,
-    pub denied: Vec<IpNet>,
+    pub allowed: Nets,
+    pub denied: Nets,
 }
 
 impl NetList {
     /// Deny wins over allow; an empty allow list allows everything not denied.
     pub(crate) fn permits(&self, ip: IpAddr) -> bool {
-        let ip = normalize_ip(ip);
-        if self.denied.iter().any(|n| n.contains(&ip)) {
-            return false;
-        }
-        self.allowed.is_empty() || self.allowed.iter().any(|n| n.contains(&ip))
+        !self.denied.contains(ip) && (self.allowed.is_empty() || self.allowed.contains(ip))
     }
-}
-
-/// Whether `ip` (normalized) is in any of `nets`.
-pub(crate) fn in_any(nets: &[IpNet], ip: IpAddr) -> bool {
-    let ip = normalize_ip(ip);
-    nets.iter().any(|n| n.contains(&ip))
 }
 
 /// Parses a CIDR (`10.0.0.0/8`) or a bare address (a /32 or /128) as the rules
@@ -139,14 +183,61 @@ mod tests {
     #[test]
     fn net_lists() {
         let l = NetList {
-            allowed: vec![parse_net("10.0.0.0/8").unwrap()],
-            denied: vec![parse_net("10.66.0.0/16").unwrap()],
+            allowed: Nets::new(vec![parse_net("10.0.0.0/8").unwrap()]),
+            denied: Nets::new(vec![parse_net("10.66.0.0/16").unwrap()]),
         };
         assert!(l.permits(ip("10.1.1.1")));
         assert!(l.permits(ip("::ffff:10.1.1.1")));
         assert!(!l.permits(ip("10.66.1.1")));
         assert!(!l.permits(ip("192.168.1.1")));
         assert!(NetList::default().permits(ip("192.168.1.1")));
+    }
+
+    #[test]
+    fn compiled_networks_match_like_ipnet() {
+        let list: Vec<IpNet> = [
+            "0.0.0.0/0",
+            "10.0.0.0/8",
+            "192.0.2.128/25",
+            "203.0.113.7/32",
+            "::/0",
+            "2001:db8::/32",
+            "2001:db8:1:2::/64",
+            "::1/128",
+        ]
+        .iter()
+        .map(|s| parse_net(s).unwrap())
+        .collect();
+        let probes = [
+            "10.1.2.3",
+            "11.0.0.0",
+            "192.0.2.127",
+            "192.0.2.128",
+            "192.0.2.255",
+            "203.0.113.7",
+            "203.0.113.8",
+            "::ffff:192.0.2.200",
+            "2001:db8:1:2::9",
+            "2001:db8:1:3::9",
+            "2001:db9::",
+            "::1",
+            "::2",
+        ];
+        for k in 0..list.len() {
+            for first in [k, 0] {
+                let sub = list[first..=k].to_vec();
+                let nets = Nets::new(sub.clone());
+                assert_eq!(&*nets, &sub[..]);
+                for p in probes {
+                    let a = normalize_ip(ip(p));
+                    assert_eq!(
+                        nets.contains(ip(p)),
+                        sub.iter().any(|n| n.contains(&a)),
+                        "{p} in {sub:?}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

@@ -5,6 +5,7 @@ use std::net::IpAddr;
 
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::glob::Glob;
+use crate::index::RuleIndex;
 use crate::model::{Decision, DenyReason, NativeClient, RedeemContext, WebClient};
 use crate::rule::Rule;
 
@@ -52,6 +53,8 @@ pub struct Policy {
     /// `[binding]` (ipv4_prefix, ipv6_prefix).
     pub(crate) prefix: (u8, u8),
     pub(crate) rules: Vec<Rule>,
+    /// Narrows `rules` down by method and networks; built from `rules`.
+    pub(crate) index: RuleIndex,
     pub(crate) warnings: Vec<Diagnostic>,
 }
 
@@ -137,6 +140,23 @@ impl Policy {
         self.rules.get(index).map(|r| r.line)
     }
 
+    /// Calls `f` with every rule that matches `ctx`, in file order: the
+    /// candidates of the index, checked against their remaining matchers.
+    #[inline]
+    pub(crate) fn for_each_matching_rule(
+        &self,
+        ctx: &RedeemContext<'_>,
+        mut f: impl FnMut(usize, &Rule),
+    ) {
+        self.index
+            .for_each_candidate(ctx.method, ctx.redeem_ip, ctx.mint_ip, |i| {
+                let rule = &self.rules[i];
+                if rule.matches_rest(ctx, self.prefix) {
+                    f(i, rule);
+                }
+            });
+    }
+
     /// The whole redemption decision: pure, no I/O, no heap allocation.
     ///
     /// Checks, in order, the first failure deciding the verdict:
@@ -168,10 +188,7 @@ impl Policy {
 
         let (mut deny, mut binding, mut refresh, mut online) = (None, None, None, None);
         let (mut first_match, mut first_decider) = (None, None);
-        for (i, rule) in self.rules.iter().enumerate() {
-            if !rule.matches(ctx, self.prefix) {
-                continue;
-            }
+        self.for_each_matching_rule(ctx, |i, rule| {
             first_match.get_or_insert(i);
             if rule.decides_beyond_lifetimes() {
                 first_decider.get_or_insert(i);
@@ -194,7 +211,7 @@ impl Policy {
             if online.is_none() {
                 online = rule.enforce_online_refresh_tokens;
             }
-        }
+        });
         d.session_idle = d.session_idle.min(d.session_absolute);
         d.binding = binding.unwrap_or(d.binding);
         d.allow_refresh_token = refresh.unwrap_or(d.allow_refresh_token);

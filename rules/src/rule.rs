@@ -3,11 +3,9 @@
 
 use std::time::Duration;
 
-use ipnet::IpNet;
-
 use crate::glob::Glob;
 use crate::model::{AuthMethods, Binding, RedeemContext};
-use crate::net::{in_any, same_prefix};
+use crate::net::{same_prefix, Nets};
 
 /// A UTC time-of-day window `[start, end)` in minutes; wraps midnight when
 /// `start > end` (`22:00-06:00`).
@@ -67,8 +65,8 @@ pub(crate) struct Rule {
     // matchers
     pub web_client: Option<Vec<Glob>>,
     pub native_client: Option<Vec<Glob>>,
-    pub redeem_network: Option<Vec<IpNet>>,
-    pub mint_network: Option<Vec<IpNet>>,
+    pub redeem_network: Option<Nets>,
+    pub mint_network: Option<Nets>,
     pub redeem_asn: Option<Vec<u32>>,
     pub mint_asn: Option<Vec<u32>>,
     pub networks_differ: Option<bool>,
@@ -89,8 +87,26 @@ fn asn_in(list: &[u32], asn: Option<u32>) -> bool {
 
 impl Rule {
     /// Whether every matcher accepts `ctx`. `prefix` is the `[binding]` (v4, v6)
-    /// prefix used by `networks_differ`.
+    /// prefix used by `networks_differ`. The plain definition: evaluation
+    /// uses the `RuleIndex` for the method and network matchers and then
+    /// [`Rule::matches_rest`]; tests check the two agree.
     pub(crate) fn matches(&self, ctx: &RedeemContext<'_>, prefix: (u8, u8)) -> bool {
+        self.method.is_none_or(|m| m.contains(ctx.method))
+            && self
+                .redeem_network
+                .as_ref()
+                .is_none_or(|n| n.contains(ctx.redeem_ip))
+            && self
+                .mint_network
+                .as_ref()
+                .is_none_or(|n| n.contains(ctx.mint_ip))
+            && self.matches_rest(ctx, prefix)
+    }
+
+    /// Whether the matchers other than `method`, `redeem_network` and
+    /// `mint_network` (which the `RuleIndex` has checked) accept `ctx`.
+    #[inline]
+    pub(crate) fn matches_rest(&self, ctx: &RedeemContext<'_>, prefix: (u8, u8)) -> bool {
         self.web_client
             .as_ref()
             .is_none_or(|g| g.iter().any(|g| g.matches(ctx.web_client)))
@@ -98,15 +114,6 @@ impl Rule {
                 .native_client
                 .as_ref()
                 .is_none_or(|g| g.iter().any(|g| g.matches(ctx.native_client)))
-            && self.method.is_none_or(|m| m.contains(ctx.method))
-            && self
-                .redeem_network
-                .as_ref()
-                .is_none_or(|n| in_any(n, ctx.redeem_ip))
-            && self
-                .mint_network
-                .as_ref()
-                .is_none_or(|n| in_any(n, ctx.mint_ip))
             && self
                 .redeem_asn
                 .as_ref()
@@ -157,8 +164,7 @@ impl Rule {
             }
         }
         let globs = |a: &Vec<Glob>, b: &Vec<Glob>| b.iter().all(|g| a.iter().any(|h| h.covers(g)));
-        let nets =
-            |a: &Vec<IpNet>, b: &Vec<IpNet>| b.iter().all(|n| a.iter().any(|m| m.contains(n)));
+        let nets = |a: &Nets, b: &Nets| b.iter().all(|n| a.iter().any(|m| m.contains(n)));
         let asns = |a: &Vec<u32>, b: &Vec<u32>| b.iter().all(|x| a.contains(x));
         opt(self.web_client.as_ref(), other.web_client.as_ref(), globs)
             && opt(

@@ -17,7 +17,7 @@ use crate::model::{
     AuthMethod, AuthMethods, Binding, NativeClient, NetworkBinding, WebClient,
     MAX_TRANSFER_TOKEN_TTL,
 };
-use crate::net::{parse_net, NetList};
+use crate::net::{parse_net, NetList, Nets};
 use crate::policy::{ClientTable, Policy};
 use crate::rule::{Rule, TimeRange};
 use crate::source::{parse, Entry, Kind, Node};
@@ -102,7 +102,7 @@ fn get<'n>(table: &'n [Entry], key: &str) -> Option<&'n Entry> {
 }
 
 /// `[web."spa"]`-style name of a client table, for messages.
-fn client_table_name(kind: &str, id: &str) -> String {
+pub(crate) fn client_table_name(kind: &str, id: &str) -> String {
     if !id.is_empty()
         && id
             .bytes()
@@ -544,6 +544,7 @@ impl<'s> Validator<'s> {
             default_web,
             fingerprint_headers: ctx.fingerprint_headers,
             prefix: ctx.prefix,
+            index: crate::index::RuleIndex::new(&rules),
             rules,
             warnings: Vec::new(),
         })
@@ -618,10 +619,10 @@ impl<'s> Validator<'s> {
             n.allowed_web_clients = v.value;
         }
         if let Some(v) = self.networks(t, "allowed_networks", false) {
-            n.networks.allowed = v.value;
+            n.networks.allowed = Nets::new(v.value);
         }
         if let Some(v) = self.networks(t, "denied_networks", false) {
-            n.networks.denied = v.value;
+            n.networks.denied = Nets::new(v.value);
         }
         if n.can_create_session_transfer_token && n.allowed_web_clients.is_empty() && id != "*" {
             if let Some(v) = get(t, "can_create_session_transfer_token") {
@@ -681,10 +682,10 @@ impl<'s> Validator<'s> {
             }
         }
         if let Some(v) = self.networks(t, "allowed_networks", false) {
-            w.networks.allowed = v.value;
+            w.networks.allowed = Nets::new(v.value);
         }
         if let Some(v) = self.networks(t, "denied_networks", false) {
-            w.networks.denied = v.value;
+            w.networks.denied = Nets::new(v.value);
         }
         w
     }
@@ -790,8 +791,8 @@ impl<'s> Validator<'s> {
             line: self.r.line_of(span.start),
             web_client: web_client.map(|v| v.value),
             native_client: native_client.map(|v| v.value),
-            redeem_network: redeem_network.map(|v| v.value),
-            mint_network: mint_network.map(|v| v.value),
+            redeem_network: redeem_network.map(|v| Nets::new(v.value)),
+            mint_network: mint_network.map(|v| Nets::new(v.value)),
             redeem_asn,
             mint_asn,
             networks_differ,

@@ -54,12 +54,3 @@ fn golden_diagnostics() {
     assert!(checked >= 5, "golden files missing in {}", dir.display());
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
-
-#[test]
-fn strict_example_is_valid_and_clean() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/strict.toml");
-    let src = fs::read_to_string(&path).unwrap();
-    let p = Policy::from_toml(&src, "strict.toml").unwrap_or_else(|d| panic!("{d}"));
-    assert!(p.warnings().is_empty(), "{:?}", p.warnings());
-    assert!(p.native_client("com.example.ios").is_some());
-}

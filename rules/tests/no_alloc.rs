@@ -41,9 +41,15 @@ fn the_counter_counts() {
 
 #[test]
 fn deciding_does_not_allocate() {
-    let src = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/strict.toml"))
-        .unwrap();
-    let policy = Policy::from_toml(&src, "strict.toml").unwrap();
+    for name in ["strict", "mobile", "corporate"] {
+        deciding_does_not_allocate_with(name);
+    }
+}
+
+fn deciding_does_not_allocate_with(name: &str) {
+    let path = format!("{}/examples/{name}.toml", env!("CARGO_MANIFEST_DIR"));
+    let src = std::fs::read_to_string(path).unwrap();
+    let policy = Policy::from_toml(&src, name).unwrap();
     let ip = |s: &str| s.parse::<IpAddr>().unwrap();
     let contexts = [
         (
@@ -69,6 +75,22 @@ fn deciding_does_not_allocate() {
             "192.0.2.1",
             "192.0.2.1",
             0,
+        ),
+        (
+            "com.example.app",
+            "shop",
+            AuthMethod::Query,
+            "10.1.4.20",
+            "10.2.4.20",
+            1300,
+        ),
+        (
+            "corp.workspace.ios",
+            "payments",
+            AuthMethod::Cookie,
+            "10.1.4.20",
+            "10.8.4.20",
+            1300,
         ),
     ];
     for (native, web, method, mint, redeem, minute) in contexts {
