@@ -1,10 +1,24 @@
-//! The admin listener: health, readiness, metrics, the public JWKS and rules
-//! reload. Loopback by default; state-changing calls need the bearer token.
+//! The admin listener (SPEC §2.6): health, readiness, metrics, the public JWKS,
+//! rules reload, revocation and listing. Loopback by default.
 //!
-//! The token is compared in constant time (over SHA-256 digests, so the lengths
-//! do not leak either).
+//! | call | auth | what |
+//! |---|---|---|
+//! | `GET /healthz` | — | liveness |
+//! | `GET /readyz` | — | 503 while the store is unreachable |
+//! | `GET /metrics` | — | Prometheus text |
+//! | `GET /.well-known/handoff/jwks.json` | — | public keys of the assertion |
+//! | `GET /sessions?subject=S` | bearer | a subject's lineages and web sessions |
+//! | `POST /revoke` | bearer | `{"lineage"}`, `{"lineage","session"}` or `{"subject"[,"lineages":true]}` |
+//! | `POST /rules/reload` | bearer | re-read the rules file |
+//! | `POST {backchannel_logout.path}` | logout token | OIDC back-channel logout |
+//!
+//! The bearer token is compared in constant time (over SHA-256 digests, so the
+//! lengths do not leak either). Without a configured token the calls are open —
+//! which the config only allows on a loopback address.
 
 use crate::app::Handoff;
+use crate::revocation;
+use crate::secret::LineageId;
 use async_trait::async_trait;
 use http::{Response, StatusCode};
 use pingora::apps::http_app::ServeHttp;
@@ -57,6 +71,133 @@ fn json(status: StatusCode, v: serde_json::Value) -> Response<Vec<u8>> {
     reply(status, "application/json", v.to_string())
 }
 
+/// The largest admin request body read.
+const MAX_BODY: usize = 16 * 1024;
+
+async fn read_json(session: &mut ServerSession) -> Result<serde_json::Value, Response<Vec<u8>>> {
+    let mut body = Vec::new();
+    loop {
+        match session.read_request_body().await {
+            Ok(Some(chunk)) => {
+                body.extend_from_slice(&chunk);
+                if body.len() > MAX_BODY {
+                    return Err(json(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        serde_json::json!({"error": "body too large"}),
+                    ));
+                }
+            }
+            Ok(None) => break,
+            Err(_) => {
+                return Err(json(
+                    StatusCode::BAD_REQUEST,
+                    serde_json::json!({"error": "cannot read the body"}),
+                ))
+            }
+        }
+    }
+    serde_json::from_slice(&body).map_err(|e| {
+        json(
+            StatusCode::BAD_REQUEST,
+            serde_json::json!({"error": format!("the body is not JSON: {e}")}),
+        )
+    })
+}
+
+fn store_error(e: crate::store::StoreError) -> Response<Vec<u8>> {
+    json(
+        StatusCode::SERVICE_UNAVAILABLE,
+        serde_json::json!({"error": "store unavailable", "detail": e.to_string()}),
+    )
+}
+
+impl AdminApp {
+    async fn list(&self, subject: &str) -> Response<Vec<u8>> {
+        let h = &self.h;
+        let lineages = match h.store.subject_lineages(subject).await {
+            Ok(l) => l,
+            Err(e) => return store_error(e),
+        };
+        let now = h.clock.now_secs();
+        let mut out = Vec::new();
+        for l in lineages {
+            let revoked = match h.store.is_lineage_revoked(&l).await {
+                Ok(r) => r,
+                Err(e) => return store_error(e),
+            };
+            let sessions = match h.store.lineage_sessions(&l).await {
+                Ok(s) => s,
+                Err(e) => return store_error(e),
+            };
+            let sessions: Vec<serde_json::Value> = sessions
+                .iter()
+                .map(|(_, s)| {
+                    serde_json::json!({
+                        "session": s.sid, "web_client": s.web_client, "native_client": s.native_client,
+                        "created": s.created, "absolute_exp": s.absolute_exp, "idle_exp": s.idle_exp(),
+                        "ip": s.ip.to_string(),
+                        "state": if s.revoked { "revoked" } else if now >= s.expires_at() { "expired" } else { "active" },
+                    })
+                })
+                .collect();
+            out.push(serde_json::json!({"lineage": l.as_str(), "revoked": revoked, "sessions": sessions}));
+        }
+        json(
+            StatusCode::OK,
+            serde_json::json!({"subject": subject, "lineages": out}),
+        )
+    }
+
+    async fn revoke(&self, body: serde_json::Value) -> Response<Vec<u8>> {
+        let h = &self.h;
+        let s = |k: &str| body.get(k).and_then(|v| v.as_str());
+        let lineage = s("lineage").map(|l| LineageId::parse(l).ok_or(()));
+        match (lineage, s("session"), s("subject")) {
+            (Some(Err(())), _, _) => json(
+                StatusCode::BAD_REQUEST,
+                serde_json::json!({"error": "lineage is not a lineage id"}),
+            ),
+            (Some(Ok(l)), Some(sid), None) => {
+                match revocation::revoke_session(h, &l, sid, "admin").await {
+                    Ok(true) => json(
+                        StatusCode::OK,
+                        serde_json::json!({"revoked": "session", "lineage": l.as_str(), "session": sid}),
+                    ),
+                    Ok(false) => json(
+                        StatusCode::NOT_FOUND,
+                        serde_json::json!({"error": "no such session in that lineage"}),
+                    ),
+                    Err(e) => store_error(e),
+                }
+            }
+            (Some(Ok(l)), None, None) => match revocation::revoke_lineage(h, &l, "admin").await {
+                Ok(n) => json(
+                    StatusCode::OK,
+                    serde_json::json!({"revoked": "lineage", "lineage": l.as_str(), "sessions": n}),
+                ),
+                Err(e) => store_error(e),
+            },
+            (None, None, Some(sub)) => {
+                let lineages = body
+                    .get("lineages")
+                    .and_then(|v| v.as_bool())
+                    .unwrap_or(false);
+                match revocation::revoke_subject(h, sub, lineages, "admin").await {
+                    Ok(n) => json(
+                        StatusCode::OK,
+                        serde_json::json!({"revoked": "subject", "sessions": n, "lineages": lineages}),
+                    ),
+                    Err(e) => store_error(e),
+                }
+            }
+            _ => json(
+                StatusCode::BAD_REQUEST,
+                serde_json::json!({"error": "expected {\"lineage\"}, {\"lineage\", \"session\"} or {\"subject\"[, \"lineages\": true]}"}),
+            ),
+        }
+    }
+}
+
 #[async_trait]
 impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
@@ -81,6 +222,66 @@ impl ServeHttp for AdminApp {
                 "application/json",
                 self.h.jwks_json.to_vec(),
             ),
+            ("GET", "/sessions") => {
+                if !self.authorized(session) {
+                    return json(
+                        StatusCode::UNAUTHORIZED,
+                        serde_json::json!({"error": "unauthorized"}),
+                    );
+                }
+                let subject = session.req_header().uri.query().and_then(|q| {
+                    form_urlencoded::parse(q.as_bytes())
+                        .find(|(k, _)| k == "subject")
+                        .map(|(_, v)| v.into_owned())
+                });
+                match subject {
+                    Some(s) if !s.is_empty() => self.list(&s).await,
+                    _ => json(
+                        StatusCode::BAD_REQUEST,
+                        serde_json::json!({"error": "give ?subject=..."}),
+                    ),
+                }
+            }
+            ("POST", "/revoke") => {
+                if !self.authorized(session) {
+                    return json(
+                        StatusCode::UNAUTHORIZED,
+                        serde_json::json!({"error": "unauthorized"}),
+                    );
+                }
+                match read_json(session).await {
+                    Ok(body) => self.revoke(body).await,
+                    Err(r) => r,
+                }
+            }
+            ("POST", p) if p == self.h.config.backchannel_logout.path => {
+                let mut body = Vec::new();
+                while let Ok(Some(chunk)) = session.read_request_body().await {
+                    body.extend_from_slice(&chunk);
+                    if body.len() > MAX_BODY {
+                        return json(
+                            StatusCode::PAYLOAD_TOO_LARGE,
+                            serde_json::json!({"error": "body too large"}),
+                        );
+                    }
+                }
+                let ct = session
+                    .req_header()
+                    .headers
+                    .get(http::header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned);
+                match crate::mint::parse_token_body(ct.as_deref(), &body) {
+                    Ok(params) => {
+                        let (status, v) = crate::backchannel::logout(&self.h, &params).await;
+                        json(
+                            StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
+                            v,
+                        )
+                    }
+                    Err(e) => json(StatusCode::BAD_REQUEST, e.body()),
+                }
+            }
             ("POST", "/rules/reload") => {
                 if !self.authorized(session) {
                     return json(

@@ -36,8 +36,8 @@ pub struct Handoff {
     pub signer: Signer,
     /// Seals login-transaction cookies.
     pub tx_key: TxKey,
-    /// Recently read web-session states.
-    pub sessions: SessionCache,
+    /// Recently read web-session states (forgotten on every revocation announced).
+    pub sessions: Arc<SessionCache>,
     /// The public JWKS, serialized once.
     pub jwks_json: bytes::Bytes,
     /// handoff's client for the IdP.
@@ -124,6 +124,16 @@ impl Handoff {
             .expect("JWKS serializes")
             .into();
         let idp = IdpClient::new(&config, clock.clone())?;
+        let sessions = Arc::new(SessionCache::default());
+        let cache = sessions.clone();
+        let cache_clock = clock.clone();
+        store.subscribe_revocations(Arc::new(move |a| match a {
+            // The store just answered the revoker: forget, and read it again.
+            crate::store::Announcement::Revoked => cache.clear(),
+            // Maybe missed some: stop trusting the cache as fresh, but keep it as
+            // the last known state for the outage grace.
+            crate::store::Announcement::Unsure => cache.invalidate(cache_clock.now_ms()),
+        }));
         Ok(Arc::new(Handoff {
             mint_audience: config.mint_audience(),
             config,
@@ -131,7 +141,7 @@ impl Handoff {
             policy: ArcSwap::from_pointee(policy),
             signer,
             tx_key,
-            sessions: SessionCache::default(),
+            sessions: sessions.clone(),
             jwks_json,
             idp,
             metrics: Metrics::new(),

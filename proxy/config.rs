@@ -246,6 +246,21 @@ pub struct Config {
     pub admin: AdminConfig,
     /// Web sessions: the IdP's session cookies, login transactions, caching.
     pub session: SessionConfig,
+    /// Client secrets of web clients, by client id: used to revoke, at the IdP
+    /// (RFC 7009), refresh tokens handoff withholds from them.
+    pub client_secrets: std::collections::HashMap<String, Secret>,
+    /// OpenID Connect Back-Channel Logout.
+    pub backchannel_logout: BackchannelLogout,
+}
+
+/// OpenID Connect Back-Channel Logout: the IdP tells handoff a session ended.
+#[derive(Debug, Clone)]
+pub struct BackchannelLogout {
+    /// Path on the public listener (also served on the admin listener).
+    pub path: String,
+    /// Accepted `aud` values of logout tokens (the client ids the IdP addresses
+    /// them to). Empty: the endpoint is off.
+    pub audiences: Vec<String>,
 }
 
 impl Config {
@@ -317,6 +332,24 @@ struct FileConfig {
     admin: FileAdmin,
     #[serde(default)]
     session: FileSession,
+    #[serde(default)]
+    clients: std::collections::BTreeMap<String, FileClient>,
+    #[serde(default)]
+    backchannel_logout: FileBackchannel,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileClient {
+    secret_file: PathBuf,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileBackchannel {
+    path: Option<String>,
+    #[serde(default)]
+    audiences: Vec<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -932,7 +965,35 @@ impl Validator<'_> {
             outage_grace,
         };
 
+        let mut client_secrets = std::collections::HashMap::new();
+        for (id, c) in &raw.clients {
+            let p = self.path(&c.secret_file);
+            let s = std::fs::read_to_string(&p).map_err(|e| {
+                self.err(
+                    &format!("clients.{id}.secret_file"),
+                    format!("cannot read {}: {e}", p.display()),
+                )
+            })?;
+            let s = s.trim();
+            if s.is_empty() {
+                return Err(self.err(&format!("clients.{id}.secret_file"), "the file is empty"));
+            }
+            client_secrets.insert(id.clone(), Secret::new(s));
+        }
+        let backchannel_logout = BackchannelLogout {
+            path: self.url_path(
+                "backchannel_logout.path",
+                raw.backchannel_logout
+                    .path
+                    .as_deref()
+                    .unwrap_or("/handoff/backchannel-logout"),
+            )?,
+            audiences: raw.backchannel_logout.audiences.clone(),
+        };
+
         Ok(Config {
+            client_secrets,
+            backchannel_logout,
             listeners,
             threads,
             public_host,

@@ -23,7 +23,8 @@ use crate::mint::{self, parse_token_body, OAuthError};
 use crate::redeem::{self, Outcome, Presented, Redeemed};
 use crate::secret::{Secret, SecretHash, TransferToken};
 use crate::session::Check;
-use crate::store::{BindOutcome, WebSession};
+use crate::store::{BindOutcome, CodeRecord, WebSession};
+use crate::token;
 use crate::transaction::Transaction;
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -50,6 +51,10 @@ pub enum Route {
     Mint,
     /// handoff's JWKS.
     Jwks,
+    /// The revocation endpoint.
+    Revocation,
+    /// Back-channel logout.
+    BackchannelLogout,
 }
 
 impl Route {
@@ -60,6 +65,8 @@ impl Route {
             Route::Token => "token",
             Route::Mint => "mint",
             Route::Jwks => "jwks",
+            Route::Revocation => "revocation",
+            Route::BackchannelLogout => "backchannel_logout",
         }
     }
 }
@@ -89,6 +96,10 @@ pub struct Ctx {
     sessions: Vec<(String, SecretHash, WebSession)>,
     /// IdP session cookies that were dead: removed, and expired in the browser.
     expire_sessions: Vec<String>,
+    /// The session this response bound (cookie hash and record).
+    bound: Option<(SecretHash, WebSession)>,
+    /// `client_id` of this request's query, if any.
+    authorize_client: Option<String>,
 }
 
 /// The pingora application.
@@ -377,6 +388,7 @@ impl Gateway {
         {
             Ok(BindOutcome::Bound) => {
                 h.metrics.sessions.with_label_values(&["bound"]).inc();
+                ctx.bound = Some((hash, session.clone()));
                 tracing::info!(sid = %session.sid, lineage = %session.lineage, cookie = name, absolute_exp = session.absolute_exp, "web session bound");
                 if txid.is_some() {
                     ctx.tx = None;
@@ -473,7 +485,21 @@ impl Gateway {
             }
         };
         if params.get("audience") != Some(self.h.mint_audience.as_str()) {
-            return Ok(false);
+            let auth = session
+                .req_header()
+                .headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            let f = token::Forward {
+                body: &body,
+                content_type: ct.as_deref(),
+                authorization: auth.as_deref(),
+                client_ip: ctx.client_ip,
+            };
+            return self
+                .answer(session, token::mediate(&self.h, &params, &f).await)
+                .await;
         }
         ctx.route = Route::Mint;
         let fp = fingerprint(
@@ -485,6 +511,155 @@ impl Gateway {
         Ok(true)
     }
 }
+
+impl Gateway {
+    /// Writes a mediation answer; `Ok(false)` lets pingora proxy the request.
+    async fn answer(&self, session: &mut Session, action: token::Action) -> Result<bool> {
+        match action {
+            token::Action::Pass => Ok(false),
+            token::Action::Answer {
+                status,
+                body,
+                content_type,
+            } => {
+                let headers = [
+                    ("content-type", content_type),
+                    ("cache-control", "no-store".to_string()),
+                    ("pragma", "no-cache".to_string()),
+                ];
+                respond(session, status, &headers, body).await?;
+                Ok(true)
+            }
+        }
+    }
+
+    /// The revocation endpoint (RFC 7009) and back-channel logout: bodies handoff
+    /// must read. Returns true when handoff answered.
+    async fn form_endpoint(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        revocation: bool,
+    ) -> Result<bool> {
+        ctx.route = if revocation {
+            Route::Revocation
+        } else {
+            Route::BackchannelLogout
+        };
+        let Some(body) = self.read_body(session).await? else {
+            return Ok(true);
+        };
+        let ct = session
+            .req_header()
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let params = match parse_token_body(ct.as_deref(), &body) {
+            Ok(p) => p,
+            Err(e) => {
+                respond_json(session, e.status, &e.body()).await?;
+                return Ok(true);
+            }
+        };
+        if !revocation {
+            let (status, v) = crate::backchannel::logout(&self.h, &params).await;
+            respond_json(session, status, &v).await?;
+            return Ok(true);
+        }
+        let auth = session
+            .req_header()
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let f = token::Forward {
+            body: &body,
+            content_type: ct.as_deref(),
+            authorization: auth.as_deref(),
+            client_ip: ctx.client_ip,
+        };
+        self.answer(
+            session,
+            token::revocation_endpoint(&self.h, &params, &f).await,
+        )
+        .await
+    }
+
+    /// Remembers an authorization code the IdP issues inside a transfer session
+    /// (from the redirect's `Location`), so its token response can be mediated.
+    async fn track_code(&self, resp: &ResponseHeader, ctx: &Ctx) {
+        let h = &self.h;
+        if !(300..400).contains(&resp.status.as_u16()) {
+            return;
+        }
+        let Some(code) = resp
+            .headers
+            .get(header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|l| l.split_once('?'))
+            .and_then(|(_, q)| query_param(q.split('#').next().unwrap_or(q), "code"))
+        else {
+            return;
+        };
+        let rec = if let Some((hash, s)) = &ctx.bound {
+            Some((
+                s.lineage.clone(),
+                s.sid.clone(),
+                Some(hash.hex()),
+                s.web_client.clone(),
+                s.sub.clone(),
+            ))
+        } else if let Some((_, hash, s)) = ctx.sessions.first() {
+            Some((
+                s.lineage.clone(),
+                s.sid.clone(),
+                Some(hash.hex()),
+                s.web_client.clone(),
+                s.sub.clone(),
+            ))
+        } else {
+            ctx.tx.as_ref().map(|t| {
+                (
+                    t.lineage.clone(),
+                    t.sid.clone(),
+                    None,
+                    t.web_client.clone(),
+                    t.sub.clone(),
+                )
+            })
+        };
+        let Some((lineage, sid, session_cookie, session_client, sub)) = rec else {
+            return;
+        };
+        // The code is for the client of this authorize request (SSO may serve
+        // another client than the one the transfer logged in to).
+        let web_client = ctx.authorize_client.clone().unwrap_or(session_client);
+        let rec = CodeRecord {
+            lineage,
+            sid,
+            session_cookie,
+            web_client,
+            sub,
+        };
+        if let Err(e) = h
+            .store
+            .record_code(&SecretHash::of(code.as_bytes()), &rec, CODE_TTL)
+            .await
+        {
+            // Fail closed at the token endpoint instead: an unrecorded code's token
+            // response would escape mediation, so the code must not be usable.
+            h.metrics
+                .store_errors
+                .with_label_values(&["record_code"])
+                .inc();
+            tracing::error!(error = %e, sid = %rec.sid, "could not record an authorization code of a transfer session");
+        }
+    }
+}
+
+/// How long an authorization code of a transfer session is remembered.
+const CODE_TTL: std::time::Duration = std::time::Duration::from_secs(600);
 
 #[async_trait]
 impl ProxyHttp for Gateway {
@@ -505,6 +680,8 @@ impl ProxyHttp for Gateway {
             expire_tx: false,
             sessions: Vec::new(),
             expire_sessions: Vec::new(),
+            bound: None,
+            authorize_client: None,
         }
     }
 
@@ -539,6 +716,11 @@ impl ProxyHttp for Gateway {
         ctx.tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
 
         let path = session.req_header().uri.path().to_string();
+        ctx.authorize_client = session
+            .req_header()
+            .uri
+            .query()
+            .and_then(|q| query_param(q, "client_id"));
         let method = session.req_header().method.clone();
         if path == h.config.paths.jwks
             && (method == http::Method::GET || method == http::Method::HEAD)
@@ -774,6 +956,12 @@ impl ProxyHttp for Gateway {
         if path == h.config.paths.token && method == http::Method::POST {
             return self.token_endpoint(session, ctx).await;
         }
+        if path == h.config.paths.revocation && method == http::Method::POST {
+            return self.form_endpoint(session, ctx, true).await;
+        }
+        if path == h.config.backchannel_logout.path && method == http::Method::POST {
+            return self.form_endpoint(session, ctx, false).await;
+        }
         Ok(false)
     }
 
@@ -822,6 +1010,7 @@ impl ProxyHttp for Gateway {
     ) -> Result<()> {
         let h = &self.h;
         self.rewrite_cookies(resp, ctx).await?;
+        self.track_code(resp, ctx).await;
         for name in &ctx.expire {
             resp.append_header(header::SET_COOKIE, cookies::expire_cookie(name))?;
         }

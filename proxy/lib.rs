@@ -11,6 +11,7 @@
 pub mod admin;
 pub mod app;
 pub mod assertion;
+pub mod backchannel;
 pub mod client_ip;
 pub mod clock;
 pub mod config;
@@ -22,8 +23,10 @@ pub mod logging;
 pub mod metrics;
 pub mod mint;
 pub mod redeem;
+pub mod revocation;
 pub mod secret;
 pub mod server;
 pub mod session;
 pub mod store;
+pub mod token;
 pub mod transaction;

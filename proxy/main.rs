@@ -47,6 +47,38 @@ enum Command {
     },
     /// Print the assertion verification JWKS for the key the config names.
     Jwks,
+    /// Talk to a running handoff's admin listener (address and token from --config).
+    Admin {
+        #[command(subcommand)]
+        what: AdminCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminCmd {
+    /// List a subject's lineages and web sessions.
+    List {
+        /// The user (`sub`).
+        #[arg(long)]
+        subject: String,
+    },
+    /// Revoke a lineage, one web session, or everything of a subject.
+    Revoke {
+        /// A lineage id (alone: the whole lineage; with --session: one session of it).
+        #[arg(long, conflicts_with = "subject")]
+        lineage: Option<String>,
+        /// A web session id (needs --lineage).
+        #[arg(long, requires = "lineage")]
+        session: Option<String>,
+        /// A user: every web session of theirs.
+        #[arg(long)]
+        subject: Option<String>,
+        /// With --subject: revoke their lineages too (no more mints from them).
+        #[arg(long, requires = "subject")]
+        lineages: bool,
+    },
+    /// Reload the rules file.
+    Reload,
 }
 
 #[derive(Subcommand)]
@@ -152,6 +184,9 @@ fn main() -> ExitCode {
                     .map_err(|e| format!("{}: {e}", out.display()))
             }
         }
+        Some(Command::Admin { what }) => {
+            load_config(cli.config.as_ref()).and_then(|c| admin_call(&c, what))
+        }
         Some(Command::Jwks) => load_config(cli.config.as_ref())
             .and_then(|c| load_signer(&c))
             .map(|s| {
@@ -186,6 +221,77 @@ fn check_config(file: &std::path::Path) -> Result<(), String> {
         c.mint_audience()
     );
     Ok(())
+}
+
+/// One call to the admin API; prints the JSON answer; fails on a non-2xx status.
+fn admin_call(c: &Config, what: &AdminCmd) -> Result<(), String> {
+    use http_body_util::{BodyExt, Full};
+    let addr = c
+        .admin
+        .listen
+        .as_deref()
+        .ok_or("the admin listener is disabled in this config")?;
+    let (method, path, body) = match what {
+        AdminCmd::List { subject } => (
+            "GET",
+            format!(
+                "/sessions?subject={}",
+                form_urlencoded::byte_serialize(subject.as_bytes()).collect::<String>()
+            ),
+            String::new(),
+        ),
+        AdminCmd::Revoke {
+            lineage,
+            session,
+            subject,
+            lineages,
+        } => {
+            let body = match (lineage, session, subject) {
+                (Some(l), Some(s), _) => serde_json::json!({"lineage": l, "session": s}),
+                (Some(l), None, _) => serde_json::json!({"lineage": l}),
+                (None, _, Some(sub)) => serde_json::json!({"subject": sub, "lineages": lineages}),
+                _ => return Err("give --lineage [--session], or --subject".into()),
+            };
+            ("POST", "/revoke".to_string(), body.to_string())
+        }
+        AdminCmd::Reload => ("POST", "/rules/reload".to_string(), String::new()),
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    rt.block_on(async {
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http::<Full<bytes::Bytes>>();
+        let mut req = http::Request::builder()
+            .method(method)
+            .uri(format!("http://{addr}{path}"))
+            .header("content-type", "application/json");
+        if let Some(t) = &c.admin.token {
+            req = req.header("authorization", format!("Bearer {}", t.expose()));
+        }
+        let req = req
+            .body(Full::new(bytes::Bytes::from(body)))
+            .map_err(|e| e.to_string())?;
+        let resp = tokio::time::timeout(std::time::Duration::from_secs(10), client.request(req))
+            .await
+            .map_err(|_| format!("admin listener {addr}: timed out"))?
+            .map_err(|e| format!("admin listener {addr}: {e}"))?;
+        let status = resp.status();
+        let bytes = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
+        println!("{}", String::from_utf8_lossy(&bytes));
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(format!("admin listener answered {status}"))
+        }
+    })
 }
 
 fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {

@@ -22,6 +22,10 @@ pub struct Metrics {
     pub session_touches: prometheus::IntCounter,
     /// `handoff_transaction_hops_total{outcome}`.
     pub transaction_hops: IntCounterVec,
+    /// `handoff_revocations_total{what,why}`.
+    pub revocations: IntCounterVec,
+    /// `handoff_web_refresh_tokens_total{outcome}`: withheld, bound, allowed, denied, ...
+    pub web_refresh_tokens: IntCounterVec,
     /// `handoff_store_errors_total{op}`.
     pub store_errors: IntCounterVec,
     /// `handoff_store_seconds{op}`.
@@ -88,6 +92,16 @@ impl Metrics {
             transaction_hops: counter(
                 "handoff_transaction_hops_total",
                 "Login transaction hops by outcome.",
+                &["outcome"],
+            ),
+            revocations: counter(
+                "handoff_revocations_total",
+                "Revocations by what was revoked and why.",
+                &["what", "why"],
+            ),
+            web_refresh_tokens: counter(
+                "handoff_web_refresh_tokens_total",
+                "Web refresh tokens mediated at the token endpoint, by outcome.",
                 &["outcome"],
             ),
             store_errors: counter(

@@ -153,7 +153,7 @@ async fn redeem_inner(h: &Handoff, p: &Presented<'_>) -> Outcome {
                 .revoke_lineage_on_replay;
             if revoke {
                 match h.store.revoke_lineage(&ctx.lineage, LINEAGE_TTL).await {
-                    Ok(()) => {
+                    Ok(_) => {
                         tracing::warn!(lineage = %ctx.lineage, "lineage revoked after replay")
                     }
                     Err(e) => {

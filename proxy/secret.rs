@@ -42,6 +42,18 @@ impl SecretHash {
         SecretHash(out)
     }
 
+    /// Parses 64 hex digits (as [`SecretHash::hex`] writes them).
+    pub fn from_hex(s: &str) -> Option<Self> {
+        if s.len() != 64 {
+            return None;
+        }
+        let mut out = [0u8; 32];
+        for (i, chunk) in s.as_bytes().chunks(2).enumerate() {
+            out[i] = u8::from_str_radix(std::str::from_utf8(chunk).ok()?, 16).ok()?;
+        }
+        Some(SecretHash(out))
+    }
+
     /// Full lower-case hex, used in store keys.
     pub fn hex(&self) -> String {
         hex(&self.0)

@@ -43,6 +43,8 @@ struct Cached {
 #[derive(Debug, Default)]
 pub struct SessionCache {
     map: Mutex<HashMap<SecretHash, Cached>>,
+    /// Entries read before this (ms) are not fresh, whatever their age.
+    invalidated_ms: std::sync::atomic::AtomicU64,
 }
 
 /// Entries beyond this many make the cache start over (bounded memory).
@@ -76,7 +78,19 @@ impl SessionCache {
         self.map.lock().unwrap_or_else(|p| p.into_inner()).remove(k);
     }
 
-    /// Forgets everything (when revocations may have been missed).
+    /// Stops trusting every entry as fresh (revocations may have been missed), but
+    /// keeps them as last known states for a store outage.
+    pub fn invalidate(&self, now_ms: u64) {
+        self.invalidated_ms
+            .fetch_max(now_ms, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn invalidated_ms(&self) -> u64 {
+        self.invalidated_ms
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Forgets everything (after a revocation).
     pub fn clear(&self) {
         self.map.lock().unwrap_or_else(|p| p.into_inner()).clear();
     }
@@ -100,9 +114,11 @@ pub async fn check(h: &Handoff, cookie: &SecretHash) -> Check {
     let now_ms = h.clock.now_ms();
     let now = now_ms / 1000;
     let cached = h.sessions.get(cookie);
-    let fresh = cached
-        .as_ref()
-        .filter(|c| now_ms.saturating_sub(c.fetched_ms) < cfg.cache_ttl.as_millis() as u64);
+    let invalidated = h.sessions.invalidated_ms();
+    let fresh = cached.as_ref().filter(|c| {
+        c.fetched_ms > invalidated
+            && now_ms.saturating_sub(c.fetched_ms) < cfg.cache_ttl.as_millis() as u64
+    });
     let (state, from_cache) = match fresh {
         Some(c) => (c.session.clone(), true),
         None => match h.store.session_by_cookie(cookie).await {
@@ -177,8 +193,12 @@ pub async fn revoke(
     cookie: &SecretHash,
     s: &WebSession,
 ) -> Result<(), crate::store::StoreError> {
+    h.store.revoke_session(cookie, s).await?;
     h.sessions.forget(cookie);
-    h.store.revoke_session(cookie, s).await
+    if let Err(e) = h.store.publish_revocation().await {
+        tracing::warn!(error = %e, "could not announce a revocation");
+    }
+    Ok(())
 }
 
 #[cfg(test)]

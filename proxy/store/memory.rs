@@ -124,8 +124,8 @@ impl Store for MemoryStore {
         let now = self.clock.now_ms();
         let mut m = self.lock();
         let info = encode(&RefreshTokenInfo {
-            lineage: ctx.lineage.clone(),
-            kind: RefreshKind::Native,
+            native_client: Some(ctx.native_client_id.clone()),
+            ..RefreshTokenInfo::native(ctx.lineage.clone())
         });
         for rt in refresh_tokens {
             m.set(self.keys.refresh(rt), info.clone(), now, refresh_ttl);
@@ -171,11 +171,120 @@ impl Store for MemoryStore {
         }
     }
 
-    async fn revoke_lineage(&self, lineage: &LineageId, ttl: Duration) -> Result<(), StoreError> {
+    async fn revoke_lineage(
+        &self,
+        lineage: &LineageId,
+        ttl: Duration,
+    ) -> Result<usize, StoreError> {
+        let now = self.clock.now_ms();
+        let mut m = self.lock();
+        m.set(self.keys.revoked(lineage), "1".into(), now, ttl);
+        let members = m
+            .get(&self.keys.lineage_sessions(lineage), now)
+            .map(str::to_owned)
+            .unwrap_or_default();
+        let mut ended = 0;
+        for h in members.split(',').filter(|h| !h.is_empty()) {
+            let key = format!("{}:ck:{h}", self.keys.prefix());
+            if m.get(&key, now).is_some() {
+                if let Some(e) = m.entries.get_mut(&key) {
+                    if e.value.contains(LIVE_MARK) {
+                        e.value = e.value.replacen(LIVE_MARK, REVOKED_MARK, 1);
+                        ended += 1;
+                    }
+                }
+            }
+        }
+        Ok(ended)
+    }
+
+    async fn lineage_sessions(
+        &self,
+        lineage: &LineageId,
+    ) -> Result<Vec<(SecretHash, WebSession)>, StoreError> {
+        let now = self.clock.now_ms();
+        let mut m = self.lock();
+        let members = m
+            .get(&self.keys.lineage_sessions(lineage), now)
+            .map(str::to_owned)
+            .unwrap_or_default();
+        let mut out = Vec::new();
+        for h in members.split(',').filter(|h| !h.is_empty()) {
+            let Some(hash) = SecretHash::from_hex(h) else {
+                continue;
+            };
+            if let Some(v) = m.get(&self.keys.cookie(&hash), now) {
+                out.push((hash, decode("web session", v.as_bytes())?));
+            }
+        }
+        Ok(out)
+    }
+
+    async fn subject_lineages(&self, sub: &str) -> Result<Vec<LineageId>, StoreError> {
+        let now = self.clock.now_ms();
+        let mut m = self.lock();
+        let members = m
+            .get(&self.keys.subject(sub), now)
+            .map(str::to_owned)
+            .unwrap_or_default();
+        Ok(members.split(',').filter_map(LineageId::parse).collect())
+    }
+
+    async fn record_code(
+        &self,
+        code: &SecretHash,
+        rec: &CodeRecord,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let now = self.clock.now_ms();
+        self.lock().set(self.keys.code(code), encode(rec), now, ttl);
+        Ok(())
+    }
+
+    async fn take_code(&self, code: &SecretHash) -> Result<Option<CodeRecord>, StoreError> {
+        let now = self.clock.now_ms();
+        let v = self.lock().take(&self.keys.code(code), now);
+        v.map(|(v, _)| decode("authorization code", v.as_bytes()))
+            .transpose()
+    }
+
+    async fn record_refresh_token(
+        &self,
+        token: &SecretHash,
+        info: &RefreshTokenInfo,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
         let now = self.clock.now_ms();
         self.lock()
-            .set(self.keys.revoked(lineage), "1".into(), now, ttl);
+            .set(self.keys.refresh(token), encode(info), now, ttl);
         Ok(())
+    }
+
+    async fn link_idp_session(
+        &self,
+        idp_sid: &str,
+        link: &SessionLink,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let now = self.clock.now_ms();
+        self.lock()
+            .set(self.keys.idp_sid(idp_sid), encode(link), now, ttl);
+        Ok(())
+    }
+
+    async fn idp_session(&self, idp_sid: &str) -> Result<Option<SessionLink>, StoreError> {
+        let now = self.clock.now_ms();
+        let mut m = self.lock();
+        m.get(&self.keys.idp_sid(idp_sid), now)
+            .map(|v| decode("IdP session link", v.as_bytes()))
+            .transpose()
+    }
+
+    async fn publish_revocation(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    fn subscribe_revocations(&self, _on_event: std::sync::Arc<dyn Fn(Announcement) + Send + Sync>) {
     }
 
     async fn is_lineage_revoked(&self, lineage: &LineageId) -> Result<bool, StoreError> {
@@ -271,18 +380,14 @@ impl Store for MemoryStore {
     async fn revoke_session(
         &self,
         cookie: &SecretHash,
-        session: &WebSession,
+        _session: &WebSession,
     ) -> Result<(), StoreError> {
         let now = self.clock.now_ms();
         let mut m = self.lock();
         let key = self.keys.cookie(cookie);
         if m.get(&key, now).is_some() {
-            let tomb = WebSession {
-                revoked: true,
-                ..session.clone()
-            };
             if let Some(e) = m.entries.get_mut(&key) {
-                e.value = encode(&tomb);
+                e.value = e.value.replacen(LIVE_MARK, REVOKED_MARK, 1);
             }
         }
         Ok(())

@@ -128,6 +128,58 @@ pub struct RefreshTokenInfo {
     /// Native or web.
     #[serde(rename = "k")]
     pub kind: RefreshKind,
+    /// A web token's session: the hash (hex) of the IdP session cookie it is bound
+    /// to, when it is an online refresh token (SPEC §2.5).
+    #[serde(rename = "c", default, skip_serializing_if = "Option::is_none")]
+    pub session_cookie: Option<String>,
+    /// The web client it was issued to.
+    #[serde(rename = "w", default, skip_serializing_if = "Option::is_none")]
+    pub web_client: Option<String>,
+    /// Denied at handoff's token endpoint (withheld from the web app, or revoked).
+    #[serde(rename = "d", default, skip_serializing_if = "std::ops::Not::not")]
+    pub denied: bool,
+    /// A native token's client (for its cascade-revocation setting).
+    #[serde(rename = "n", default, skip_serializing_if = "Option::is_none")]
+    pub native_client: Option<String>,
+}
+
+impl RefreshTokenInfo {
+    /// A native app's token of `lineage`.
+    pub fn native(lineage: LineageId) -> Self {
+        RefreshTokenInfo {
+            lineage,
+            kind: RefreshKind::Native,
+            session_cookie: None,
+            web_client: None,
+            denied: false,
+            native_client: None,
+        }
+    }
+}
+
+/// An authorization code the IdP issued inside a transfer session (SPEC §2.5):
+/// its token response belongs to that session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CodeRecord {
+    /// The lineage.
+    pub lineage: LineageId,
+    /// handoff's web session id.
+    pub sid: String,
+    /// Hash (hex) of the bound IdP session cookie, when known.
+    pub session_cookie: Option<String>,
+    /// The web client the code was issued to.
+    pub web_client: String,
+    /// The user.
+    pub sub: String,
+}
+
+/// Where a session of the IdP (its `sid`) lives in handoff (for back-channel logout).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionLink {
+    /// The lineage.
+    pub lineage: LineageId,
+    /// Hash (hex) of the bound IdP session cookie.
+    pub session_cookie: String,
 }
 
 /// Result of [`Store::record_mint`].
@@ -215,8 +267,59 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         stt: &SecretHash,
     ) -> Result<Consumed, StoreError>;
 
-    /// Marks a lineage revoked for `ttl`.
-    async fn revoke_lineage(&self, lineage: &LineageId, ttl: Duration) -> Result<(), StoreError>;
+    /// Revokes a lineage for `ttl` (SPEC §2.6 cascade): marks it revoked (no more
+    /// mints, redemptions, transactions or bindings) and turns every web session
+    /// bound under it into a tombstone. Returns how many sessions it ended.
+    async fn revoke_lineage(&self, lineage: &LineageId, ttl: Duration)
+        -> Result<usize, StoreError>;
+
+    /// The web sessions bound under a lineage, with their cookie hashes.
+    async fn lineage_sessions(
+        &self,
+        lineage: &LineageId,
+    ) -> Result<Vec<(SecretHash, WebSession)>, StoreError>;
+
+    /// The lineages a subject has had transfer sessions under.
+    async fn subject_lineages(&self, sub: &str) -> Result<Vec<LineageId>, StoreError>;
+
+    /// Remembers an authorization code issued inside a transfer session.
+    async fn record_code(
+        &self,
+        code: &SecretHash,
+        rec: &CodeRecord,
+        ttl: Duration,
+    ) -> Result<(), StoreError>;
+
+    /// Takes (reads and forgets) what is known of an authorization code.
+    async fn take_code(&self, code: &SecretHash) -> Result<Option<CodeRecord>, StoreError>;
+
+    /// Records (or overwrites) what handoff knows of a refresh token.
+    async fn record_refresh_token(
+        &self,
+        token: &SecretHash,
+        info: &RefreshTokenInfo,
+        ttl: Duration,
+    ) -> Result<(), StoreError>;
+
+    /// Links the IdP's session id to a bound web session.
+    async fn link_idp_session(
+        &self,
+        idp_sid: &str,
+        link: &SessionLink,
+        ttl: Duration,
+    ) -> Result<(), StoreError>;
+
+    /// The web session the IdP's session id is linked to.
+    async fn idp_session(&self, idp_sid: &str) -> Result<Option<SessionLink>, StoreError>;
+
+    /// Tells every instance that something was revoked (their caches must forget).
+    async fn publish_revocation(&self) -> Result<(), StoreError>;
+
+    /// Calls `on_event` with [`Announcement::Revoked`] whenever any instance
+    /// publishes a revocation, and with [`Announcement::Unsure`] whenever the
+    /// subscription is lost or re-established (revocations may have been missed).
+    /// The embedded store is one instance: a no-op.
+    fn subscribe_revocations(&self, on_event: std::sync::Arc<dyn Fn(Announcement) + Send + Sync>);
 
     /// Whether a lineage is revoked.
     async fn is_lineage_revoked(&self, lineage: &LineageId) -> Result<bool, StoreError>;
@@ -270,6 +373,15 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     async fn ping(&self) -> Result<(), StoreError>;
 }
 
+/// What the revocation subscription tells an instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Announcement {
+    /// Something was revoked (and the store answered the revoker just now).
+    Revoked,
+    /// The subscription dropped or came back: announcements may have been missed.
+    Unsure,
+}
+
 /// The key names, shared by both implementations so their layouts are identical.
 #[derive(Debug, Clone)]
 pub struct Keys {
@@ -282,6 +394,11 @@ impl Keys {
         Keys {
             prefix: prefix.to_string(),
         }
+    }
+
+    /// The prefix every key starts with.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
     }
 
     /// `ho:{L}:stt:<hash>` — the STT record.
@@ -323,6 +440,25 @@ impl Keys {
         )
     }
 
+    /// `ho:code:<hash>` — an authorization code issued inside a transfer session.
+    pub fn code(&self, h: &SecretHash) -> String {
+        format!("{}:code:{}", self.prefix, h.hex())
+    }
+
+    /// `ho:isid:<hash of the IdP's sid>` — where an IdP session lives in handoff.
+    pub fn idp_sid(&self, sid: &str) -> String {
+        format!(
+            "{}:isid:{}",
+            self.prefix,
+            SecretHash::of(sid.as_bytes()).hex()
+        )
+    }
+
+    /// The pub/sub channel revocations are announced on.
+    pub fn revocations_channel(&self) -> String {
+        format!("{}:revocations", self.prefix)
+    }
+
     /// `ho:rt:<hash>` — a refresh token's lineage and kind.
     pub fn refresh(&self, h: &SecretHash) -> String {
         format!("{}:rt:{}", self.prefix, h.hex())
@@ -338,8 +474,12 @@ fn decode<T: for<'de> Deserialize<'de>>(what: &str, bytes: &[u8]) -> Result<T, S
 }
 
 /// How a revoked session record reads (serde_json's compact form of the flag):
-/// touch scripts refuse to write over it.
+/// touch scripts refuse to write over it, and revocations write it in place of
+/// [`LIVE_MARK`] (a record always serializes the flag, so both stores and the Lua
+/// scripts can flip it without decoding the record).
 const REVOKED_MARK: &str = "\"revoked\":true";
+/// How a live session record reads.
+const LIVE_MARK: &str = "\"revoked\":false";
 
 /// A hop count that marks a login transaction as ended.
 const TX_ENDED: u32 = 1_000_000;

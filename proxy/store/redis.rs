@@ -71,11 +71,22 @@ redis.call('SET', KEYS[1], ARGV[1], 'KEEPTTL')
 return 1
 "#;
 
-/// Turns a session record into a tombstone, keeping its TTL. KEYS: ck. ARGV: tombstone.
+/// Turns a session record into a tombstone in place, keeping its TTL (the flag is
+/// always serialized, so flipping its text is exact). KEYS: ck.
 const REVOKE_SESSION: &str = r#"
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('SET', KEYS[1], ARGV[1], 'KEEPTTL')
+local v = redis.call('GET', KEYS[1])
+if not v then return 0 end
+local t, n = string.gsub(v, '"revoked":false', '"revoked":true', 1)
+if n == 0 then return 0 end
+redis.call('SET', KEYS[1], t, 'KEEPTTL')
 return 1
+"#;
+
+/// The lineage-slot half of a cascade: mark revoked, return the bound cookie
+/// hashes. KEYS: revoked, sess. ARGV: ttl s.
+const REVOKE_LINEAGE: &str = r#"
+redis.call('SET', KEYS[1], '1', 'EX', ARGV[1])
+return redis.call('SMEMBERS', KEYS[2])
 "#;
 
 /// A process-wide runtime for store connections (two threads).
@@ -103,6 +114,8 @@ pub struct RedisStore {
     bind_lineage: Script,
     touch: Script,
     revoke_session: Script,
+    revoke_lineage: Script,
+    client: ::redis::Client,
 }
 
 impl fmt::Debug for RedisStore {
@@ -130,6 +143,7 @@ impl RedisStore {
             .set_number_of_retries(2)
             .set_min_delay(Duration::from_millis(10))
             .set_max_delay(Duration::from_millis(500));
+        let client_for_pubsub = client.clone();
         let _guard = background_runtime().enter();
         let conn = ConnectionManager::new_lazy_with_config(client, cfg)
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
@@ -144,6 +158,8 @@ impl RedisStore {
             bind_lineage: Script::new(BIND_LINEAGE),
             touch: Script::new(TOUCH),
             revoke_session: Script::new(REVOKE_SESSION),
+            revoke_lineage: Script::new(REVOKE_LINEAGE),
+            client: client_for_pubsub,
         })
     }
 
@@ -181,8 +197,8 @@ impl Store for RedisStore {
     ) -> Result<MintWrite, StoreError> {
         let mut c = self.conn.clone();
         let info = encode(&RefreshTokenInfo {
-            lineage: ctx.lineage.clone(),
-            kind: RefreshKind::Native,
+            native_client: Some(ctx.native_client_id.clone()),
+            ..RefreshTokenInfo::native(ctx.lineage.clone())
         });
         // The refresh-token mappings live outside the lineage's hash slot (they are
         // looked up by token alone), so they are a pipeline of their own.
@@ -240,10 +256,163 @@ impl Store for RedisStore {
         })
     }
 
-    async fn revoke_lineage(&self, lineage: &LineageId, ttl: Duration) -> Result<(), StoreError> {
+    async fn revoke_lineage(
+        &self,
+        lineage: &LineageId,
+        ttl: Duration,
+    ) -> Result<usize, StoreError> {
         let mut c = self.conn.clone();
-        self.run(c.set_ex(self.keys.revoked(lineage), "1", ttl.as_secs().max(1)))
+        let members: Vec<String> = self
+            .run(
+                self.revoke_lineage
+                    .key(self.keys.revoked(lineage))
+                    .key(self.keys.lineage_sessions(lineage))
+                    .arg(ttl.as_secs().max(1))
+                    .invoke_async(&mut c),
+            )
+            .await?;
+        // Each cookie key is in its own slot: one small script each, pipelined.
+        let mut ended = 0;
+        for chunk in members.chunks(256) {
+            let mut p = ::redis::pipe();
+            for h in chunk {
+                if let Some(hash) = SecretHash::from_hex(h) {
+                    p.cmd("EVAL")
+                        .arg(REVOKE_SESSION)
+                        .arg(1)
+                        .arg(self.keys.cookie(&hash));
+                }
+            }
+            let flipped: Vec<i64> = self.run(p.query_async(&mut c)).await?;
+            ended += flipped.iter().filter(|n| **n == 1).count();
+        }
+        Ok(ended)
+    }
+
+    async fn lineage_sessions(
+        &self,
+        lineage: &LineageId,
+    ) -> Result<Vec<(SecretHash, WebSession)>, StoreError> {
+        let mut c = self.conn.clone();
+        let members: Vec<String> = self
+            .run(c.smembers(self.keys.lineage_sessions(lineage)))
+            .await?;
+        let hashes: Vec<SecretHash> = members
+            .iter()
+            .filter_map(|h| SecretHash::from_hex(h))
+            .collect();
+        if hashes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<String> = hashes.iter().map(|h| self.keys.cookie(h)).collect();
+        let mut out = Vec::new();
+        for (hs, ks) in hashes.chunks(256).zip(keys.chunks(256)) {
+            let mut p = ::redis::pipe();
+            for k in ks {
+                p.get(k);
+            }
+            let values: Vec<Option<String>> = self.run(p.query_async(&mut c)).await?;
+            for (h, v) in hs.iter().zip(values) {
+                if let Some(v) = v {
+                    out.push((*h, decode("web session", v.as_bytes())?));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn subject_lineages(&self, sub: &str) -> Result<Vec<LineageId>, StoreError> {
+        let mut c = self.conn.clone();
+        let members: Vec<String> = self.run(c.smembers(self.keys.subject(sub))).await?;
+        Ok(members.iter().filter_map(|l| LineageId::parse(l)).collect())
+    }
+
+    async fn record_code(
+        &self,
+        code: &SecretHash,
+        rec: &CodeRecord,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let mut c = self.conn.clone();
+        self.run(c.pset_ex(self.keys.code(code), encode(rec), ttl.as_millis() as u64))
             .await
+    }
+
+    async fn take_code(&self, code: &SecretHash) -> Result<Option<CodeRecord>, StoreError> {
+        let mut c = self.conn.clone();
+        let v: Option<String> = self.run(c.get_del(self.keys.code(code))).await?;
+        v.map(|v| decode("authorization code", v.as_bytes()))
+            .transpose()
+    }
+
+    async fn record_refresh_token(
+        &self,
+        token: &SecretHash,
+        info: &RefreshTokenInfo,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let mut c = self.conn.clone();
+        self.run(c.set_ex(self.keys.refresh(token), encode(info), ttl.as_secs().max(1)))
+            .await
+    }
+
+    async fn link_idp_session(
+        &self,
+        idp_sid: &str,
+        link: &SessionLink,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let mut c = self.conn.clone();
+        self.run(c.set_ex(
+            self.keys.idp_sid(idp_sid),
+            encode(link),
+            ttl.as_secs().max(1),
+        ))
+        .await
+    }
+
+    async fn idp_session(&self, idp_sid: &str) -> Result<Option<SessionLink>, StoreError> {
+        let mut c = self.conn.clone();
+        let v: Option<String> = self.run(c.get(self.keys.idp_sid(idp_sid))).await?;
+        v.map(|v| decode("IdP session link", v.as_bytes()))
+            .transpose()
+    }
+
+    async fn publish_revocation(&self) -> Result<(), StoreError> {
+        let mut c = self.conn.clone();
+        let _: i64 = self
+            .run(c.publish(self.keys.revocations_channel(), "1"))
+            .await?;
+        Ok(())
+    }
+
+    fn subscribe_revocations(&self, on_event: std::sync::Arc<dyn Fn(Announcement) + Send + Sync>) {
+        let client = self.client.clone();
+        let channel = self.keys.revocations_channel();
+        background_runtime().spawn(async move {
+            use futures_util::StreamExt;
+            loop {
+                match client.get_async_pubsub().await {
+                    Ok(mut ps) => match ps.subscribe(&channel).await {
+                        Ok(()) => {
+                            // (Re)subscribed: anything revoked while we were away
+                            // may still sit in the cache.
+                            on_event(Announcement::Unsure);
+                            tracing::debug!("subscribed to revocations");
+                            let mut messages = ps.on_message();
+                            while messages.next().await.is_some() {
+                                on_event(Announcement::Revoked);
+                            }
+                            on_event(Announcement::Unsure);
+                            tracing::warn!("revocation subscription lost; reconnecting");
+                        }
+                        Err(e) => tracing::warn!(error = %e, "cannot subscribe to revocations"),
+                    },
+                    Err(e) => tracing::debug!(error = %e, "cannot connect for revocations"),
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
     }
 
     async fn is_lineage_revoked(&self, lineage: &LineageId) -> Result<bool, StoreError> {
@@ -316,7 +485,7 @@ impl Store for RedisStore {
         // before the cookie key existed: look again, and make it a tombstone if so.
         let revoked: bool = self.run(c.exists(self.keys.revoked(l))).await?;
         if revoked {
-            self.revoke_session(cookie, session).await?;
+            Store::revoke_session(self, cookie, session).await?;
             return Ok(BindOutcome::LineageRevoked);
         }
         Ok(BindOutcome::Bound)
@@ -351,18 +520,13 @@ impl Store for RedisStore {
     async fn revoke_session(
         &self,
         cookie: &SecretHash,
-        session: &WebSession,
+        _session: &WebSession,
     ) -> Result<(), StoreError> {
         let mut c = self.conn.clone();
-        let tomb = WebSession {
-            revoked: true,
-            ..session.clone()
-        };
         let _: i64 = self
             .run(
                 self.revoke_session
                     .key(self.keys.cookie(cookie))
-                    .arg(encode(&tomb))
                     .invoke_async(&mut c),
             )
             .await?;

@@ -47,6 +47,8 @@ pub struct Options {
     pub signing_key_pem: Option<String>,
     /// Extra TOML tables appended to the config (e.g. `[session]`, `[paths]`).
     pub extra: String,
+    /// A file holding the admin API's bearer token.
+    pub admin_token_file: Option<String>,
 }
 
 impl Default for Options {
@@ -58,6 +60,7 @@ impl Default for Options {
             tls: false,
             signing_key_pem: None,
             extra: String::new(),
+            admin_token_file: None,
         }
     }
 }
@@ -128,7 +131,8 @@ impl Running {
             "[server]\npublic_host = \"127.0.0.1:{port}\"\nthreads = 2\n{extra}\n{listen}\n\
              [upstream]\naddress = \"{idp}\"\ntimeout = \"2s\"\n\n\
              [assertion]\nissuer = \"handoff\"\naudience = \"test-idp\"\nkey_file = \"assertion.pem\"\n\n\
-             [rules]\nfile = \"rules.toml\"\n\n[admin]\nlisten = \"127.0.0.1:{admin_port}\"\n\n{store}\n{more}",
+             [rules]\nfile = \"rules.toml\"\n\n[admin]\nlisten = \"127.0.0.1:{admin_port}\"\n{admin_token}\n{store}\n{more}",
+            admin_token = opts.admin_token_file.as_ref().map(|f| format!("token_file = {f:?}\n")).unwrap_or_default(),
             more = opts.extra,
             extra = opts.server_extra,
             idp = idp.addr(),

@@ -275,6 +275,18 @@ impl TestIdp {
     }
 
     /// When down, every endpoint answers 503 (requests are still recorded).
+    /// Signs arbitrary claims with the IdP's ES256 key (e.g. a back-channel
+    /// `logout_token`), as the IdP would.
+    pub fn sign_jwt(&self, claims: &Value) -> String {
+        self.inner.sign_claims(claims)
+    }
+
+    /// The IdP's session id (`sid` in its id_tokens) for a `_session` cookie value.
+    pub fn session_id(cookie_value: &str) -> String {
+        b64e(digest::digest(&digest::SHA256, cookie_value.as_bytes()).as_ref())[..16].to_string()
+    }
+
+    /// Simulates an outage: every endpoint answers 503.
     pub fn set_down(&self, down: bool) {
         self.inner.lock().down = down;
     }
@@ -323,6 +335,8 @@ struct CodeGrant {
     nonce: Option<String>,
     code_challenge: Option<(String, String)>,
     expires_at: u64,
+    /// The IdP session the code was issued in (its `sid` claim).
+    sid: Option<String>,
 }
 
 #[derive(Default)]
@@ -646,14 +660,23 @@ impl Inner {
         );
         let access = self.new_access_token(&mut st, &grant.sub);
         drop(st);
-        Ok(self.token_json(
+        let mut v = self.token_json(
             &access,
             &grant.scope,
             Some(refresh),
             &grant.sub,
             client_id,
             grant.nonce.as_deref(),
-        ))
+        );
+        if let (Some(sid), true) = (&grant.sid, self.opts.id_token) {
+            let iat = now_secs();
+            let mut claims = json!({"iss": self.issuer, "sub": grant.sub, "aud": client_id, "iat": iat, "exp": iat + ID_TOKEN_TTL, "sid": sid});
+            if let Some(n) = &grant.nonce {
+                claims["nonce"] = json!(n);
+            }
+            v["id_token"] = json!(self.sign_claims(&claims));
+        }
+        Ok(v)
     }
 
     fn new_access_token(&self, st: &mut State, sub: &str) -> String {
@@ -704,6 +727,11 @@ impl Inner {
         if let Some(nonce) = nonce {
             claims["nonce"] = json!(nonce);
         }
+        self.sign_claims(&claims)
+    }
+
+    /// Signs `claims` as an ES256 JWT with the IdP's key.
+    fn sign_claims(&self, claims: &Value) -> String {
         let header = json!({"alg": "ES256", "typ": "JWT", "kid": self.kid});
         let signing_input = format!(
             "{}.{}",
@@ -827,6 +855,18 @@ impl Inner {
             return login_page();
         };
 
+        // The IdP's session id: a hash of the session cookie that logged the user in.
+        let session_id = new_session
+            .clone()
+            .or_else(|| {
+                let st = self.lock();
+                cookie_values(&parts.headers, SESSION_COOKIE)
+                    .into_iter()
+                    .find(|v| st.sessions.contains_key(v.as_str()))
+            })
+            .map(|v| {
+                b64e(digest::digest(&digest::SHA256, v.as_bytes()).as_ref())[..16].to_string()
+            });
         let code = self.random_token();
         let code_challenge = params.get("code_challenge").map(|c| {
             let method = params
@@ -845,6 +885,7 @@ impl Inner {
                 nonce: params.get("nonce").cloned(),
                 code_challenge,
                 expires_at: now_secs() + CODE_TTL,
+                sid: session_id.clone(),
             },
         );
         let mut query = vec![("code", code.as_str())];

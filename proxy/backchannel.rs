@@ -1,0 +1,152 @@
+//! OpenID Connect Back-Channel Logout 1.0: the IdP tells handoff that one of its
+//! sessions ended, and handoff revokes the transfer sessions that belong to it.
+//!
+//! The `logout_token` is a JWT from the IdP, verified like its id_tokens (its JWKS,
+//! its `iss`) plus the logout-token rules of the spec's §2.6: `aud` is one of the
+//! configured audiences, `iat` is recent, the `events` claim names the
+//! back-channel-logout event, there is no `nonce`, and there is a `sid` or `sub`.
+//! A `sid` ends the web session linked to it (recorded when its code was
+//! exchanged); a `sub` alone ends every transfer session of that user.
+
+use crate::app::Handoff;
+use crate::idp::audience_contains;
+use crate::mint::TokenParams;
+use crate::revocation;
+use crate::secret::SecretHash;
+use serde_json::{json, Value};
+
+/// The event URI a logout token must carry.
+pub const EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
+
+/// How far `iat` may be from now (seconds).
+const MAX_SKEW: u64 = 300;
+
+fn bad(description: &str) -> (u16, Value) {
+    (
+        400,
+        json!({"error": "invalid_request", "error_description": description}),
+    )
+}
+
+/// Handles one logout request; returns the status and JSON body to answer with.
+pub async fn logout(h: &Handoff, params: &TokenParams) -> (u16, Value) {
+    if h.config.backchannel_logout.audiences.is_empty() {
+        return (
+            404,
+            json!({"error": "not_found", "error_description": "back-channel logout is not configured"}),
+        );
+    }
+    let Some(token) = params.get("logout_token") else {
+        return bad("logout_token is required");
+    };
+    let claims = match h.idp.verify_jws(token).await {
+        Ok(c) => c,
+        Err(crate::idp::IdpError::Unavailable(e)) => {
+            tracing::warn!(error = %e, "back-channel logout: cannot reach the identity provider's keys");
+            return (503, json!({"error": "temporarily_unavailable"}));
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "back-channel logout: logout_token refused");
+            return bad("the logout_token does not verify");
+        }
+    };
+    if let Err(why) = check_claims(
+        &claims,
+        &h.config.backchannel_logout.audiences,
+        h.clock.now_secs(),
+    ) {
+        tracing::warn!(why, "back-channel logout: logout_token refused");
+        return bad(why);
+    }
+    let result = match (
+        claims.get("sid").and_then(Value::as_str),
+        claims.get("sub").and_then(Value::as_str),
+    ) {
+        (Some(sid), _) => match h.store.idp_session(sid).await {
+            Ok(Some(link)) => match SecretHash::from_hex(&link.session_cookie) {
+                Some(hash) => revocation::revoke_cookie(h, &hash, "backchannel_logout")
+                    .await
+                    .map(usize::from),
+                None => Ok(0),
+            },
+            Ok(None) => Ok(0),
+            Err(e) => Err(e),
+        },
+        (None, Some(sub)) => revocation::revoke_subject(h, sub, false, "backchannel_logout").await,
+        (None, None) => return bad("the logout_token names neither sid nor sub"),
+    };
+    match result {
+        Ok(n) => {
+            tracing::info!(sessions = n, "back-channel logout processed");
+            (200, json!({}))
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "back-channel logout: store unavailable");
+            (503, json!({"error": "temporarily_unavailable"}))
+        }
+    }
+}
+
+/// The logout-token rules beyond the signature and `iss`.
+pub fn check_claims(claims: &Value, audiences: &[String], now: u64) -> Result<(), &'static str> {
+    if !audiences.iter().any(|a| audience_contains(claims, a)) {
+        return Err("aud is not one of the configured audiences");
+    }
+    let iat = claims
+        .get("iat")
+        .and_then(Value::as_u64)
+        .ok_or("iat is missing")?;
+    if iat > now + MAX_SKEW || iat + MAX_SKEW < now {
+        return Err("iat is too far from now");
+    }
+    if let Some(exp) = claims.get("exp").and_then(Value::as_u64) {
+        if exp <= now {
+            return Err("the logout_token has expired");
+        }
+    }
+    if !claims
+        .get("events")
+        .and_then(Value::as_object)
+        .is_some_and(|e| e.contains_key(EVENT))
+    {
+        return Err("events does not name the back-channel logout event");
+    }
+    if claims.get("nonce").is_some() {
+        return Err("a logout_token must not carry a nonce");
+    }
+    if claims.get("sid").and_then(Value::as_str).is_none()
+        && claims.get("sub").and_then(Value::as_str).is_none()
+    {
+        return Err("the logout_token names neither sid nor sub");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn logout_token_rules() {
+        let auds = vec!["web-app".to_string()];
+        let good = json!({"aud": "web-app", "iat": 1000, "events": {EVENT: {}}, "sid": "s"});
+        assert_eq!(check_claims(&good, &auds, 1000), Ok(()));
+        let mut c = good.clone();
+        c["aud"] = json!("other");
+        assert!(check_claims(&c, &auds, 1000).is_err());
+        assert!(check_claims(&good, &auds, 2000).is_err(), "stale iat");
+        let mut c = good.clone();
+        c["nonce"] = json!("n");
+        assert!(check_claims(&c, &auds, 1000).is_err());
+        let mut c = good.clone();
+        c["events"] = json!({});
+        assert!(check_claims(&c, &auds, 1000).is_err());
+        let mut c = good.clone();
+        c.as_object_mut().unwrap().remove("sid");
+        assert!(check_claims(&c, &auds, 1000).is_err());
+        c["sub"] = json!("alice");
+        assert_eq!(check_claims(&c, &auds, 1000), Ok(()));
+        c["exp"] = json!(999);
+        assert!(check_claims(&c, &auds, 1000).is_err());
+    }
+}

@@ -1,0 +1,108 @@
+//! Revocation (SPEC §2.6): ending what came out of a native refresh token.
+//!
+//! Every revocation goes through here so that each one does the same three things:
+//! change the store (lineage marker, session tombstones), forget the local cache,
+//! and announce it to the other instances over pub/sub, whose caches then forget
+//! too. The cache's own freshness bound (`session.cache_ttl`, ≤ 1 s) is the
+//! backstop when an announcement is lost.
+
+use crate::app::{Handoff, LINEAGE_TTL};
+use crate::secret::{LineageId, SecretHash};
+use crate::store::StoreError;
+
+async fn announce(h: &Handoff) {
+    h.sessions.clear();
+    if let Err(e) = h.store.publish_revocation().await {
+        // Not fatal: other instances see it within their cache bound anyway.
+        tracing::warn!(error = %e, "could not announce a revocation");
+    }
+}
+
+/// Revokes a lineage: every web session and web refresh token of it, everywhere.
+pub async fn revoke_lineage(
+    h: &Handoff,
+    lineage: &LineageId,
+    why: &'static str,
+) -> Result<usize, StoreError> {
+    let ended = h.store.revoke_lineage(lineage, LINEAGE_TTL).await?;
+    h.metrics
+        .revocations
+        .with_label_values(&["lineage", why])
+        .inc();
+    tracing::warn!(%lineage, sessions = ended, why, "lineage revoked");
+    announce(h).await;
+    Ok(ended)
+}
+
+/// Revokes one web session by handoff's session id.
+pub async fn revoke_session(
+    h: &Handoff,
+    lineage: &LineageId,
+    sid: &str,
+    why: &'static str,
+) -> Result<bool, StoreError> {
+    let sessions = h.store.lineage_sessions(lineage).await?;
+    let mut found = false;
+    for (hash, s) in sessions.iter().filter(|(_, s)| s.sid == sid) {
+        h.store.revoke_session(hash, s).await?;
+        found = true;
+    }
+    if found {
+        h.metrics
+            .revocations
+            .with_label_values(&["session", why])
+            .inc();
+        tracing::warn!(%lineage, sid, why, "web session revoked");
+        announce(h).await;
+    }
+    Ok(found)
+}
+
+/// Revokes the session bound to an IdP session cookie hash.
+pub async fn revoke_cookie(
+    h: &Handoff,
+    cookie: &SecretHash,
+    why: &'static str,
+) -> Result<bool, StoreError> {
+    let Some(s) = h.store.session_by_cookie(cookie).await? else {
+        return Ok(false);
+    };
+    h.store.revoke_session(cookie, &s).await?;
+    h.metrics
+        .revocations
+        .with_label_values(&["session", why])
+        .inc();
+    tracing::warn!(lineage = %s.lineage, sid = %s.sid, why, "web session revoked");
+    announce(h).await;
+    Ok(true)
+}
+
+/// Revokes every web session of a subject (all its lineages' sessions); with
+/// `lineages`, the lineages themselves too (no more mints from them).
+pub async fn revoke_subject(
+    h: &Handoff,
+    sub: &str,
+    lineages: bool,
+    why: &'static str,
+) -> Result<usize, StoreError> {
+    let mut ended = 0;
+    for l in h.store.subject_lineages(sub).await? {
+        if lineages {
+            ended += h.store.revoke_lineage(&l, LINEAGE_TTL).await?;
+        } else {
+            for (hash, s) in h.store.lineage_sessions(&l).await? {
+                if !s.revoked {
+                    h.store.revoke_session(&hash, &s).await?;
+                    ended += 1;
+                }
+            }
+        }
+    }
+    h.metrics
+        .revocations
+        .with_label_values(&["subject", why])
+        .inc();
+    tracing::warn!(sessions = ended, why, "subject's transfer sessions revoked");
+    announce(h).await;
+    Ok(ended)
+}

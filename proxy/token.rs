@@ -1,0 +1,437 @@
+//! Token endpoint mediation (SPEC §2.5): what the web app's token requests may get.
+//!
+//! handoff fronts the IdP's token endpoint. Most requests pass through pingora
+//! untouched (their body replayed from the buffer the mint check read). Those that
+//! belong to handoff's world are sent by handoff itself, so it can read and change
+//! the answer:
+//! - an `authorization_code` grant for a code the IdP issued inside a transfer
+//!   session (the gateway recorded it from the redirect's `Location`): with
+//!   `allow_refresh_token = false` the `refresh_token` is removed from the answer
+//!   (and revoked at the IdP when the web client's credentials are configured; it
+//!   is denied here either way); otherwise it is recorded — bound to the web session
+//!   when `enforce_online_refresh_tokens`;
+//! - a `refresh_token` grant with a web token handoff knows: refused with
+//!   `invalid_grant` once it is denied, its lineage revoked, or its session dead;
+//!   otherwise forwarded, and a rotated token inherits the binding;
+//! - a `refresh_token` grant with a native token of a known lineage: forwarded, and
+//!   the rotated token joins the lineage (so cascade revocation can find it);
+//! - the revocation endpoint: forwarded; when the IdP accepts the revocation of a
+//!   native token, its lineage is revoked (cascade), if the native client enforces it.
+//!
+//! When the store cannot say whether a request belongs to a transfer session, the
+//! answer is `503 temporarily_unavailable`: passing it through could hand a web app
+//! a refresh token policy forbids (invariants 8 and 9).
+
+use crate::app::{Handoff, LINEAGE_TTL};
+use crate::mint::{OAuthError, TokenParams};
+use crate::revocation;
+use crate::secret::{Secret, SecretHash};
+use crate::store::{CodeRecord, RefreshKind, RefreshTokenInfo, SessionLink};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use bytes::Bytes;
+use serde_json::Value;
+use std::net::IpAddr;
+
+/// What the gateway does with a token-endpoint request.
+#[derive(Debug)]
+pub enum Action {
+    /// Let pingora proxy it as it is.
+    Pass,
+    /// Answer with this status and body (JSON or the IdP's own).
+    Answer {
+        /// HTTP status.
+        status: u16,
+        /// Body.
+        body: Bytes,
+        /// Content type.
+        content_type: String,
+    },
+}
+
+fn json_answer(status: u16, v: &Value) -> Action {
+    Action::Answer {
+        status,
+        body: Bytes::from(v.to_string()),
+        content_type: "application/json".into(),
+    }
+}
+
+fn oauth(status: u16, error: &'static str, description: &str) -> Action {
+    json_answer(
+        status,
+        &OAuthError {
+            status,
+            error,
+            description: description.into(),
+        }
+        .body(),
+    )
+}
+
+fn unavailable() -> Action {
+    oauth(
+        503,
+        "temporarily_unavailable",
+        "the session store is unavailable; try again",
+    )
+}
+
+/// The request as handoff forwards it itself.
+#[derive(Debug)]
+pub struct Forward<'a> {
+    /// The original body (sent as is).
+    pub body: &'a Bytes,
+    /// Its content type.
+    pub content_type: Option<&'a str>,
+    /// The client's `Authorization` header (client authentication), if any.
+    pub authorization: Option<&'a str>,
+    /// The client IP.
+    pub client_ip: IpAddr,
+}
+
+async fn forward(
+    h: &Handoff,
+    path: &str,
+    f: &Forward<'_>,
+) -> Result<crate::idp::IdpResponse, Action> {
+    let mut headers = vec![
+        (
+            "content-type",
+            f.content_type
+                .unwrap_or("application/x-www-form-urlencoded")
+                .to_string(),
+        ),
+        ("accept", "application/json".to_string()),
+        ("x-forwarded-for", f.client_ip.to_string()),
+    ];
+    if let Some(a) = f.authorization {
+        headers.push(("authorization", a.to_string()));
+    }
+    h.idp
+        .send(http::Method::POST, path, &headers, f.body.clone())
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, path, "token mediation: identity provider unavailable");
+            oauth(
+                503,
+                "temporarily_unavailable",
+                "the identity provider is unavailable; try again",
+            )
+        })
+}
+
+fn passthrough_answer(r: crate::idp::IdpResponse) -> Action {
+    Action::Answer {
+        status: r.status,
+        body: r.body,
+        content_type: "application/json".into(),
+    }
+}
+
+/// Mediates a token-endpoint request that is not a mint.
+pub async fn mediate(h: &Handoff, params: &TokenParams, f: &Forward<'_>) -> Action {
+    match params.get("grant_type") {
+        Some("authorization_code") => match params.get("code") {
+            Some(code) => code_grant(h, code, f).await,
+            None => Action::Pass,
+        },
+        Some("refresh_token") => match params.get("refresh_token") {
+            Some(rt) => refresh_grant(h, &Secret::new(rt), f).await,
+            None => Action::Pass,
+        },
+        _ => Action::Pass,
+    }
+}
+
+async fn code_grant(h: &Handoff, code: &str, f: &Forward<'_>) -> Action {
+    let rec = match h.store.take_code(&SecretHash::of(code.as_bytes())).await {
+        Ok(Some(r)) => r,
+        Ok(None) => return Action::Pass,
+        Err(e) => {
+            h.metrics
+                .store_errors
+                .with_label_values(&["take_code"])
+                .inc();
+            tracing::warn!(error = %e, "token mediation: store unavailable");
+            return unavailable();
+        }
+    };
+    let resp = match forward(h, &h.config.paths.token, f).await {
+        Ok(r) => r,
+        Err(a) => return a,
+    };
+    let Ok(Value::Object(mut body)) = serde_json::from_slice::<Value>(&resp.body) else {
+        return passthrough_answer(resp);
+    };
+    if resp.status != 200 {
+        return passthrough_answer(resp);
+    }
+    let web = h.policy.load().web_client(&rec.web_client).clone();
+    if let Some(rt) = body
+        .get("refresh_token")
+        .and_then(Value::as_str)
+        .map(Secret::new)
+    {
+        let mut info = RefreshTokenInfo {
+            lineage: rec.lineage.clone(),
+            kind: RefreshKind::Web,
+            session_cookie: None,
+            web_client: Some(rec.web_client.clone()),
+            denied: false,
+            native_client: None,
+        };
+        if !web.allow_refresh_token {
+            // Invariant 8: the web app never sees it.
+            body.remove("refresh_token");
+            info.denied = true;
+            h.metrics
+                .web_refresh_tokens
+                .with_label_values(&["withheld"])
+                .inc();
+            revoke_at_idp(h, &rec.web_client, &rt);
+        } else if web.enforce_online_refresh_tokens {
+            info.session_cookie = rec.session_cookie.clone();
+            h.metrics
+                .web_refresh_tokens
+                .with_label_values(&["bound"])
+                .inc();
+        } else {
+            h.metrics
+                .web_refresh_tokens
+                .with_label_values(&["allowed"])
+                .inc();
+        }
+        if let Err(e) = h
+            .store
+            .record_refresh_token(&rt.hash(), &info, LINEAGE_TTL)
+            .await
+        {
+            h.metrics
+                .store_errors
+                .with_label_values(&["record_refresh_token"])
+                .inc();
+            tracing::error!(error = %e, "token mediation: could not record the web refresh token");
+            if !info.denied {
+                // Unrecorded, it could not be held to its session: do not hand it out.
+                body.remove("refresh_token");
+            }
+        }
+        tracing::info!(lineage = %rec.lineage, sid = %rec.sid, web_client = %rec.web_client, withheld = info.denied, "web refresh token mediated");
+    }
+    link_idp_sid(h, &rec, &body).await;
+    json_answer(200, &Value::Object(body))
+}
+
+/// Remembers the IdP's `sid` (from the id_token it just issued, straight from the
+/// IdP) so back-channel logout for that `sid` can find the web session.
+async fn link_idp_sid(h: &Handoff, rec: &CodeRecord, body: &serde_json::Map<String, Value>) {
+    let (Some(cookie), Some(id_token)) = (
+        &rec.session_cookie,
+        body.get("id_token").and_then(Value::as_str),
+    ) else {
+        return;
+    };
+    let Some(payload) = id_token
+        .split('.')
+        .nth(1)
+        .and_then(|p| URL_SAFE_NO_PAD.decode(p).ok())
+    else {
+        return;
+    };
+    let Some(sid) = serde_json::from_slice::<Value>(&payload)
+        .ok()
+        .and_then(|v| v.get("sid").and_then(Value::as_str).map(str::to_owned))
+    else {
+        return;
+    };
+    let link = SessionLink {
+        lineage: rec.lineage.clone(),
+        session_cookie: cookie.clone(),
+    };
+    if let Err(e) = h.store.link_idp_session(&sid, &link, LINEAGE_TTL).await {
+        tracing::warn!(error = %e, "could not link the IdP session for back-channel logout");
+    }
+}
+
+/// RFC 7009 revocation at the IdP, when the web client's credentials are configured.
+/// Runs in the background: the token is denied at handoff already.
+fn revoke_at_idp(h: &Handoff, web_client: &str, rt: &Secret) {
+    let Some(secret) = h.config.client_secrets.get(web_client) else {
+        return;
+    };
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!(
+        "{}:{}",
+        form_urlencoded::byte_serialize(web_client.as_bytes()).collect::<String>(),
+        form_urlencoded::byte_serialize(secret.expose().as_bytes()).collect::<String>()
+    ));
+    let body =
+        serde_urlencoded::to_string([("token", rt.expose()), ("token_type_hint", "refresh_token")])
+            .expect("strings encode");
+    let idp = h.idp.clone();
+    let path = h.config.paths.revocation.clone();
+    crate::store::redis::background_runtime().spawn(async move {
+        let r = idp
+            .send(
+                http::Method::POST,
+                &path,
+                &[("content-type", "application/x-www-form-urlencoded".into()), ("authorization", format!("Basic {basic}"))],
+                Bytes::from(body),
+            )
+            .await;
+        match r {
+            Ok(r) if r.status == 200 => tracing::info!("withheld web refresh token revoked at the identity provider"),
+            Ok(r) => tracing::warn!(status = r.status, "identity provider refused to revoke a withheld refresh token"),
+            Err(e) => tracing::warn!(error = %e, "could not revoke a withheld refresh token at the identity provider"),
+        }
+    });
+}
+
+async fn refresh_grant(h: &Handoff, rt: &Secret, f: &Forward<'_>) -> Action {
+    let hash = rt.hash();
+    let info = match h.store.refresh_token_info(&hash).await {
+        Ok(Some(i)) => i,
+        Ok(None) => return Action::Pass,
+        Err(e) => {
+            h.metrics
+                .store_errors
+                .with_label_values(&["refresh_token_info"])
+                .inc();
+            tracing::warn!(error = %e, "token mediation: store unavailable");
+            return unavailable();
+        }
+    };
+    let refuse = |h: &Handoff, why: &'static str| {
+        h.metrics.web_refresh_tokens.with_label_values(&[why]).inc();
+        tracing::info!(lineage = %info.lineage, why, "refresh grant refused");
+        oauth(400, "invalid_grant", "the refresh token is no longer valid")
+    };
+    match h.store.is_lineage_revoked(&info.lineage).await {
+        Ok(true) => return refuse(h, "lineage_revoked"),
+        Ok(false) => {}
+        Err(_) => return unavailable(),
+    }
+    if info.kind == RefreshKind::Web {
+        if info.denied {
+            return refuse(h, "denied");
+        }
+        if let Some(cookie) = info
+            .session_cookie
+            .as_deref()
+            .and_then(SecretHash::from_hex)
+        {
+            let alive = match h.store.session_by_cookie(&cookie).await {
+                Ok(Some(s)) => {
+                    let now = h.clock.now_secs();
+                    !s.revoked && now < s.absolute_exp && now < s.idle_exp()
+                }
+                Ok(None) => false,
+                Err(_) => return unavailable(),
+            };
+            if !alive {
+                // Online refresh token of a dead session: refuse, and revoke it.
+                let denied = RefreshTokenInfo {
+                    denied: true,
+                    ..info.clone()
+                };
+                let _ = h
+                    .store
+                    .record_refresh_token(&hash, &denied, LINEAGE_TTL)
+                    .await;
+                if let Some(wc) = &info.web_client {
+                    revoke_at_idp(h, wc, rt);
+                }
+                return refuse(h, "session_ended");
+            }
+        }
+    }
+    let resp = match forward(h, &h.config.paths.token, f).await {
+        Ok(r) => r,
+        Err(a) => return a,
+    };
+    if resp.status == 200 {
+        if let Ok(Value::Object(body)) = serde_json::from_slice::<Value>(&resp.body) {
+            if let Some(new) = body
+                .get("refresh_token")
+                .and_then(Value::as_str)
+                .filter(|n| *n != rt.expose())
+            {
+                // Rotation: the new token inherits lineage and binding.
+                if let Err(e) = h
+                    .store
+                    .record_refresh_token(&Secret::new(new).hash(), &info, LINEAGE_TTL)
+                    .await
+                {
+                    tracing::error!(error = %e, "could not carry a refresh token's lineage across rotation");
+                    if info.kind == RefreshKind::Web {
+                        let mut body = body.clone();
+                        body.remove("refresh_token");
+                        return json_answer(200, &Value::Object(body));
+                    }
+                }
+            }
+        }
+    }
+    passthrough_answer(resp)
+}
+
+/// The IdP's revocation endpoint (RFC 7009), fronted: forwards the request; when
+/// the IdP accepted it and the token is a native one of a known lineage whose
+/// client enforces cascade revocation, the lineage is revoked.
+pub async fn revocation_endpoint(h: &Handoff, params: &TokenParams, f: &Forward<'_>) -> Action {
+    let Some(token) = params.get("token").map(Secret::new) else {
+        return Action::Pass;
+    };
+    let resp = match forward(h, &h.config.paths.revocation, f).await {
+        Ok(r) => r,
+        Err(a) => return a,
+    };
+    if resp.status != 200 {
+        return passthrough_answer(resp);
+    }
+    match h.store.refresh_token_info(&token.hash()).await {
+        Ok(Some(info)) if info.kind == RefreshKind::Native => {
+            let cascade = info
+                .native_client
+                .as_deref()
+                .and_then(|n| {
+                    h.policy
+                        .load()
+                        .native_client(n)
+                        .map(|c| c.enforce_cascade_revocation)
+                })
+                .unwrap_or(true);
+            if cascade {
+                if let Err(e) =
+                    revocation::revoke_lineage(h, &info.lineage, "native_token_revoked").await
+                {
+                    tracing::error!(error = %e, lineage = %info.lineage, "cascade revocation failed: store unavailable");
+                    return unavailable();
+                }
+            }
+        }
+        Ok(Some(info)) => {
+            let denied = RefreshTokenInfo {
+                denied: true,
+                ..info
+            };
+            if h.store
+                .record_refresh_token(&token.hash(), &denied, LINEAGE_TTL)
+                .await
+                .is_err()
+            {
+                return unavailable();
+            }
+        }
+        Ok(None) => {}
+        Err(e) => {
+            tracing::error!(error = %e, "cascade revocation: store unavailable");
+            return unavailable();
+        }
+    }
+    Action::Answer {
+        status: 200,
+        body: resp.body,
+        content_type: "application/json".into(),
+    }
+}
