@@ -10,6 +10,7 @@
 //! | `GET /sessions?subject=S` | bearer | a subject's lineages and web sessions |
 //! | `POST /revoke` | bearer | `{"lineage"}`, `{"lineage","session"}` or `{"subject"[,"lineages":true]}` |
 //! | `POST /rules/reload` | bearer | re-read the rules file |
+//! | `GET /rules` | — | the loaded rules' file, hash, load time and last reload outcome |
 //! | `POST {backchannel_logout.path}` | logout token | OIDC back-channel logout |
 //!
 //! The bearer token is compared in constant time (over SHA-256 digests, so the
@@ -222,6 +223,25 @@ impl ServeHttp for AdminApp {
                 "application/json",
                 self.h.jwks_json.to_vec(),
             ),
+            ("GET", "/rules") => {
+                let r = self.h.policy.load();
+                let status = self
+                    .h
+                    .reload_status
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone();
+                json(
+                    StatusCode::OK,
+                    serde_json::json!({
+                        "file": self.h.config.rules_file.as_ref().map(|p| p.display().to_string()),
+                        "asn_table": self.h.config.asn_table.as_ref().map(|p| p.display().to_string()),
+                        "sha256": r.sha256, "loaded_at": r.loaded_at, "rules": r.policy.rule_count(),
+                        "warnings": r.policy.warnings().iter().map(|w| w.to_string()).collect::<Vec<_>>(),
+                        "last_reload": status,
+                    }),
+                )
+            }
             ("GET", "/sessions") => {
                 if !self.authorized(session) {
                     return json(
@@ -289,7 +309,7 @@ impl ServeHttp for AdminApp {
                         serde_json::json!({"error": "unauthorized"}),
                     );
                 }
-                match self.h.reload_rules() {
+                match self.h.reload_rules("admin") {
                     Ok(()) => json(StatusCode::OK, serde_json::json!({"status": "reloaded"})),
                     Err(e) => json(
                         StatusCode::UNPROCESSABLE_ENTITY,

@@ -16,7 +16,7 @@ use crate::store::redis::RedisStore;
 use crate::store::Store;
 use crate::transaction::TxKey;
 use arc_swap::ArcSwap;
-use handoff_rules::Policy;
+use handoff_rules::{AsnTable, Policy};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,7 +31,9 @@ pub struct Handoff {
     /// Where state lives.
     pub store: Arc<dyn Store>,
     /// The rules in force (swapped whole on reload).
-    pub policy: ArcSwap<Policy>,
+    pub policy: ArcSwap<Rules>,
+    /// The last reload attempt.
+    pub reload_status: std::sync::Mutex<ReloadStatus>,
     /// Signs assertions.
     pub signer: Signer,
     /// Seals login-transaction cookies.
@@ -50,16 +52,97 @@ pub struct Handoff {
     pub mint_audience: String,
 }
 
-/// Loads the rules file named by the config (or the built-in defaults).
-pub fn load_policy(config: &Config) -> Result<Policy, String> {
-    match &config.rules_file {
-        None => Policy::from_toml("", "(built-in defaults)").map_err(|d| d.to_string()),
+/// One whole rules set, as loaded: the policy, the ASN table that goes with it,
+/// and where they came from. Swapped as one value, so no request ever sees the
+/// policy of one reload with the table of another.
+#[derive(Debug)]
+pub struct Rules {
+    /// The validated policy.
+    pub policy: Policy,
+    /// The ASN table, when configured.
+    pub asn: Option<AsnTable>,
+    /// SHA-256 (hex) of the rules file and the ASN table as loaded.
+    pub sha256: String,
+    /// When it was loaded (Unix seconds).
+    pub loaded_at: u64,
+}
+
+impl std::ops::Deref for Rules {
+    type Target = Policy;
+    fn deref(&self) -> &Policy {
+        &self.policy
+    }
+}
+
+impl Rules {
+    /// The ASN of `ip`, when a table is loaded and knows it.
+    pub fn asn_of(&self, ip: std::net::IpAddr) -> Option<u32> {
+        self.asn.as_ref().and_then(|t| t.lookup(ip))
+    }
+}
+
+/// What the files the rules come from hash to right now (for the file watch).
+pub fn rules_fingerprint(config: &Config) -> String {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    for p in config.rules_file.iter().chain(config.asn_table.iter()) {
+        ctx.update(&std::fs::read(p).unwrap_or_default());
+        ctx.update(b"\0");
+    }
+    crate::secret::hex(ctx.finish().as_ref())
+}
+
+/// Loads the rules file named by the config (or the built-in defaults) and the ASN
+/// table. Errors carry file, line, column and reason.
+pub fn load_rules(config: &Config) -> Result<Rules, String> {
+    let sha256 = rules_fingerprint(config);
+    let policy = match &config.rules_file {
+        None => Policy::from_toml("", "(built-in defaults)").map_err(|d| d.to_string())?,
         Some(p) => {
             let text = std::fs::read_to_string(p)
                 .map_err(|e| format!("{}: cannot read: {e}", p.display()))?;
-            Policy::from_toml(&text, &p.display().to_string()).map_err(|d| d.to_string())
+            Policy::from_toml(&text, &p.display().to_string()).map_err(|d| d.to_string())?
         }
-    }
+    };
+    let asn = match &config.asn_table {
+        None => {
+            if policy.uses_asn() {
+                return Err("the rules use ASNs (binding \"asn\" or an ASN matcher) but no [rules] asn_table is configured".into());
+            }
+            None
+        }
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .map_err(|e| format!("{}: cannot read: {e}", p.display()))?;
+            Some(AsnTable::parse(&text, &p.display().to_string()).map_err(|d| d.to_string())?)
+        }
+    };
+    let loaded_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    Ok(Rules {
+        policy,
+        asn,
+        sha256,
+        loaded_at,
+    })
+}
+
+/// Loads only the policy (CLI checks).
+pub fn load_policy(config: &Config) -> Result<Policy, String> {
+    load_rules(config).map(|r| r.policy)
+}
+
+/// The outcome of the last reload attempt (shown on the admin listener).
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ReloadStatus {
+    /// Unix seconds of the last attempt.
+    pub at: u64,
+    /// Whether it was accepted.
+    pub ok: bool,
+    /// The diagnostics when it was rejected.
+    pub error: Option<String>,
+    /// What asked for it: `start`, `sighup`, `watch`, `admin`.
+    pub trigger: String,
 }
 
 /// Loads the assertion signing key the config names, and derives the
@@ -115,8 +198,8 @@ impl Handoff {
         clock: SharedClock,
         store: Arc<dyn Store>,
     ) -> Result<Arc<Self>, String> {
-        let policy = load_policy(&config)?;
-        for w in policy.warnings() {
+        let policy = load_rules(&config)?;
+        for w in policy.policy.warnings() {
             tracing::warn!(%w, "rules");
         }
         let (signer, tx_key) = load_signer(&config)?;
@@ -138,6 +221,12 @@ impl Handoff {
             mint_audience: config.mint_audience(),
             config,
             store,
+            reload_status: std::sync::Mutex::new(ReloadStatus {
+                at: policy.loaded_at,
+                ok: true,
+                error: None,
+                trigger: "start".into(),
+            }),
             policy: ArcSwap::from_pointee(policy),
             signer,
             tx_key,
@@ -149,16 +238,37 @@ impl Handoff {
         }))
     }
 
-    /// Re-reads the rules file; on error the running rules stay in force.
-    pub fn reload_rules(&self) -> Result<(), String> {
-        match load_policy(&self.config) {
-            Ok(p) => {
-                self.policy.store(Arc::new(p));
+    /// Re-reads the rules file (and ASN table), validates them off the request
+    /// path, and swaps them in whole; on error the running rules stay in force.
+    pub fn reload_rules(&self, trigger: &str) -> Result<(), String> {
+        let result = load_rules(&self.config);
+        let now = self.clock.now_secs();
+        let status = match &result {
+            Ok(_) => ReloadStatus {
+                at: now,
+                ok: true,
+                error: None,
+                trigger: trigger.into(),
+            },
+            Err(e) => ReloadStatus {
+                at: now,
+                ok: false,
+                error: Some(e.clone()),
+                trigger: trigger.into(),
+            },
+        };
+        *self.reload_status.lock().unwrap_or_else(|p| p.into_inner()) = status;
+        match result {
+            Ok(r) => {
+                for w in r.policy.warnings() {
+                    tracing::warn!(%w, "rules");
+                }
+                tracing::info!(sha256 = %r.sha256, trigger, "rules reloaded");
+                self.policy.store(Arc::new(r));
                 self.metrics
                     .rules_reloads
                     .with_label_values(&["success"])
                     .inc();
-                tracing::info!("rules reloaded");
                 Ok(())
             }
             Err(e) => {
@@ -166,9 +276,37 @@ impl Handoff {
                     .rules_reloads
                     .with_label_values(&["failure"])
                     .inc();
-                tracing::error!(error = %e, "rules reload rejected; the running rules stay in force");
+                tracing::error!(error = %e, trigger, "rules reload rejected; the running rules stay in force");
                 Err(e)
             }
+        }
+    }
+
+    /// Starts the rules file watch: every `rules.watch_interval`, reload when the
+    /// files' contents changed (compared by hash, so a touch without a change, or
+    /// an editor's rename dance, does nothing). Runs on its own thread.
+    pub fn watch_rules(self: &Arc<Self>) {
+        let interval = self.config.rules_watch;
+        if interval.is_zero()
+            || (self.config.rules_file.is_none() && self.config.asn_table.is_none())
+        {
+            return;
+        }
+        let weak = Arc::downgrade(self);
+        let mut last = self.policy.load().sha256.clone();
+        let spawned = std::thread::Builder::new()
+            .name("handoff-rules-watch".into())
+            .spawn(move || loop {
+                std::thread::sleep(interval);
+                let Some(h) = weak.upgrade() else { return };
+                let now = rules_fingerprint(&h.config);
+                if now != last {
+                    last = now;
+                    let _ = h.reload_rules("watch");
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start the rules file watch");
         }
     }
 }

@@ -242,6 +242,12 @@ pub struct Config {
     pub paths: Paths,
     /// The rules file; `None` means built-in defaults (no client may mint).
     pub rules_file: Option<PathBuf>,
+    /// An ip2asn TSV table for the `asn` binding mode and ASN matchers; reloaded
+    /// with the rules.
+    pub asn_table: Option<PathBuf>,
+    /// How often the rules file (and ASN table) are checked for changes; zero
+    /// turns the file watch off (SIGHUP and the admin API still reload).
+    pub rules_watch: Duration,
     /// Admin listener.
     pub admin: AdminConfig,
     /// Web sessions: the IdP's session cookies, login transactions, caching.
@@ -447,6 +453,8 @@ struct FilePaths {
 #[serde(deny_unknown_fields)]
 struct FileRules {
     file: Option<PathBuf>,
+    asn_table: Option<PathBuf>,
+    watch_interval: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -825,6 +833,12 @@ impl Validator<'_> {
         };
 
         let rules_file = raw.rules.file.as_deref().map(|p| self.path(p));
+        let asn_table = raw.rules.asn_table.as_deref().map(|p| self.path(p));
+        let rules_watch = self.duration(
+            "rules.watch_interval",
+            raw.rules.watch_interval.as_deref(),
+            Duration::from_secs(1),
+        )?;
 
         let ad = raw.admin;
         let token = match &ad.token_file {
@@ -1005,6 +1019,8 @@ impl Validator<'_> {
             names,
             paths,
             rules_file,
+            asn_table,
+            rules_watch,
             admin: AdminConfig { listen, token },
             session,
         })

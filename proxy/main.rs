@@ -97,6 +97,36 @@ enum RulesCmd {
         /// The file.
         file: PathBuf,
     },
+    /// Explain what a redemption would get: the decision, which rules matched and
+    /// why, and the effective lifetimes. Exit 0 allowed, 1 denied, 2 bad input.
+    Explain {
+        /// The rules file.
+        file: PathBuf,
+        /// The native client that minted the token.
+        #[arg(long)]
+        native_client: String,
+        /// The web client redeeming it (`client_id` of the authorize request).
+        #[arg(long)]
+        web_client: String,
+        /// The IP that minted the token.
+        #[arg(long)]
+        mint_ip: std::net::IpAddr,
+        /// The IP that redeems it.
+        #[arg(long)]
+        redeem_ip: std::net::IpAddr,
+        /// How the token arrives: `cookie` or `query`.
+        #[arg(long, default_value = "cookie")]
+        method: handoff_rules::AuthMethod,
+        /// An ip2asn TSV table, for ASN bindings and matchers.
+        #[arg(long)]
+        asn_table: Option<PathBuf>,
+        /// Time of day of the redemption, `HH:MM` UTC (default: now).
+        #[arg(long)]
+        at: Option<String>,
+        /// Pretend the redeeming device's fingerprint differs from the minting one.
+        #[arg(long)]
+        other_device: bool,
+    },
 }
 
 fn load_config(path: Option<&PathBuf>) -> Result<Config, String> {
@@ -145,7 +175,7 @@ fn spawn_sighup_reload(h: Arc<Handoff>) {
                 return;
             };
             while hup.recv().await.is_some() {
-                let _ = h.reload_rules();
+                let _ = h.reload_rules("sighup");
             }
         });
     });
@@ -156,6 +186,39 @@ fn main() -> ExitCode {
     handoff::logging::init(&cli.log_format);
     let result = match &cli.command {
         None | Some(Command::Run) => run(&cli),
+        Some(Command::Rules {
+            what:
+                RulesCmd::Explain {
+                    file,
+                    native_client,
+                    web_client,
+                    mint_ip,
+                    redeem_ip,
+                    method,
+                    asn_table,
+                    at,
+                    other_device,
+                },
+        }) => {
+            return match explain(
+                file,
+                native_client,
+                web_client,
+                *mint_ip,
+                *redeem_ip,
+                *method,
+                asn_table.as_deref(),
+                at.as_deref(),
+                *other_device,
+            ) {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::from(1),
+                Err(e) => {
+                    eprintln!("handoff: {e}");
+                    ExitCode::from(2)
+                }
+            };
+        }
         Some(Command::Config {
             what: ConfigCmd::Check { file },
         }) => check_config(file),
@@ -203,6 +266,84 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `handoff rules explain`: prints the explanation; Ok(allowed).
+#[allow(clippy::too_many_arguments)]
+fn explain(
+    file: &std::path::Path,
+    native_client: &str,
+    web_client: &str,
+    mint_ip: std::net::IpAddr,
+    redeem_ip: std::net::IpAddr,
+    method: handoff_rules::AuthMethod,
+    asn_table: Option<&std::path::Path>,
+    at: Option<&str>,
+    other_device: bool,
+) -> Result<bool, String> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| format!("{}: cannot read: {e}", file.display()))?;
+    let policy = handoff_rules::Policy::from_toml(&text, &file.display().to_string())
+        .map_err(|d| d.to_string())?;
+    for w in policy.warnings() {
+        eprintln!("{w}");
+    }
+    let table = match asn_table {
+        Some(p) => {
+            let t = std::fs::read_to_string(p)
+                .map_err(|e| format!("{}: cannot read: {e}", p.display()))?;
+            Some(
+                handoff_rules::AsnTable::parse(&t, &p.display().to_string())
+                    .map_err(|d| d.to_string())?,
+            )
+        }
+        None => {
+            if policy.uses_asn() {
+                eprintln!("warning: the rules use ASNs but no --asn-table was given: every ASN is unknown");
+            }
+            None
+        }
+    };
+    let minute_of_day_utc = match at {
+        Some(t) => {
+            let (h, m) = t
+                .split_once(':')
+                .ok_or_else(|| format!("--at {t:?}: expected HH:MM"))?;
+            let (h, m): (u16, u16) = (
+                h.parse().map_err(|_| format!("--at {t:?}: bad hour"))?,
+                m.parse().map_err(|_| format!("--at {t:?}: bad minute"))?,
+            );
+            if h > 23 || m > 59 {
+                return Err(format!(
+                    "--at {t:?}: expected HH:MM between 00:00 and 23:59"
+                ));
+            }
+            h * 60 + m
+        }
+        None => {
+            let secs = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            ((secs / 60) % 1440) as u16
+        }
+    };
+    let fp = [7u8; 32];
+    let other = [9u8; 32];
+    let ctx = handoff_rules::RedeemContext {
+        native_client,
+        web_client,
+        method,
+        mint_ip,
+        redeem_ip,
+        mint_fingerprint: Some(fp),
+        redeem_fingerprint: Some(if other_device { other } else { fp }),
+        mint_asn: table.as_ref().and_then(|t| t.lookup(mint_ip)),
+        redeem_asn: table.as_ref().and_then(|t| t.lookup(redeem_ip)),
+        minute_of_day_utc,
+    };
+    let e = handoff_rules::explain(&policy, &ctx);
+    print!("{e}");
+    Ok(e.is_allowed())
 }
 
 /// Validates the config and everything it names (signing key, rules file).

@@ -229,10 +229,12 @@ async fn mint_inner(
     };
 
     // 2. policy
-    let ttl = {
+    let (ttl, asn) = {
         let policy = h.policy.load();
         match policy.native_client(client_id) {
-            Some(n) if policy.may_mint(client_id, client_ip) => n.transfer_token_ttl,
+            Some(n) if policy.may_mint(client_id, client_ip) => {
+                (n.transfer_token_ttl, policy.asn_of(client_ip))
+            }
             _ => {
                 tracing::info!(
                     client_id,
@@ -373,7 +375,7 @@ async fn mint_inner(
             .unwrap_or("")
             .to_string(),
         ip: client_ip,
-        asn: None,
+        asn,
         fingerprint: fingerprint.map(|f| crate::secret::hex(&f)),
         iat: now,
         exp,

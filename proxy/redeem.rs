@@ -190,7 +190,7 @@ async fn redeem_inner(h: &Handoff, p: &Presented<'_>) -> Outcome {
             mint_fingerprint: ctx.fingerprint.as_deref().and_then(parse_fingerprint),
             redeem_fingerprint: p.fingerprint,
             mint_asn: ctx.asn,
-            redeem_asn: None,
+            redeem_asn: policy.asn_of(p.client_ip),
             minute_of_day_utc,
         })
     };

@@ -29,6 +29,7 @@ pub fn build(h: Arc<Handoff>, opt: Option<Opt>) -> Result<Server, String> {
             conf.grace_period_seconds = Some(30);
         }
     }
+    h.watch_rules();
     let mut server = Server::new_with_opt_and_conf(opt, conf);
     server.bootstrap();
 

@@ -116,3 +116,156 @@ fn keygen_writes_a_private_key_and_jwks_exports_its_public_half() {
     let pem = std::fs::read_to_string(&key).unwrap();
     assert!(!out.contains(pem.lines().nth(1).unwrap()));
 }
+
+#[test]
+fn rules_explain_prints_the_decision_and_exits_by_verdict() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let rules = format!("{root}/deploy/examples/rules.toml");
+    let base = [
+        "rules",
+        "explain",
+        rules.as_str(),
+        "--native-client",
+        "com.example.mobile",
+        "--web-client",
+        "example-web",
+        "--mint-ip",
+        "203.0.113.7",
+    ];
+    let (code, out, err) =
+        handoff(&[&base[..], &["--redeem-ip", "203.0.113.7", "--at", "12:00"]].concat());
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.starts_with("verdict: ALLOWED"), "{out}");
+    assert!(
+        out.contains("session_absolute") && out.contains("30m"),
+        "{out}"
+    );
+    let (code, out, _) = handoff(&[&base[..], &["--redeem-ip", "198.51.100.1"]].concat());
+    assert_eq!(code, 1);
+    assert!(out.contains("binding_mismatch"), "{out}");
+    let (code, _, err) =
+        handoff(&[&base[..], &["--redeem-ip", "203.0.113.7", "--at", "25:99"]].concat());
+    assert_eq!(code, 2);
+    no_panic(&err);
+    let (code, _, _) = handoff(&[
+        "rules",
+        "explain",
+        "/nonexistent.toml",
+        "--native-client",
+        "a",
+        "--web-client",
+        "b",
+        "--mint-ip",
+        "1.1.1.1",
+        "--redeem-ip",
+        "1.1.1.1",
+    ]);
+    assert_eq!(code, 2);
+}
+
+fn http_get(addr: &str, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(2)))
+        .ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    Some(out)
+}
+
+/// The real binary: SIGHUP reloads the rules without a restart; SIGTERM stops it.
+#[test]
+fn sighup_reloads_the_rules_of_a_running_handoff() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let admin = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    std::fs::write(
+        dir.path().join("rules.toml"),
+        "[native.\"a\"]\ncan_create_session_transfer_token = true\nallowed_web_clients = [\"w\"]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("h.toml"),
+        format!("[server]\nlisten = [\"127.0.0.1:{port}\"]\npublic_host = \"login.test\"\n[upstream]\naddress = \"127.0.0.1:9\"\n[rules]\nfile = \"rules.toml\"\nwatch_interval = \"0s\"\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n"),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_handoff"))
+        .args(["--config", dir.path().join("h.toml").to_str().unwrap()])
+        .env("HANDOFF_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let admin_addr = format!("127.0.0.1:{admin}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let sha = |body: &str| {
+        body.split("\"sha256\":\"")
+            .nth(1)
+            .map(|s| s[..64].to_string())
+    };
+    let first = loop {
+        if let Some(b) = http_get(&admin_addr, "/rules") {
+            if let Some(s) = sha(&b) {
+                break s;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "handoff did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    std::fs::write(
+        dir.path().join("rules.toml"),
+        "[native.\"b\"]\ncan_create_session_transfer_token = true\nallowed_web_clients = [\"w\"]\n",
+    )
+    .unwrap();
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let second = loop {
+        let b = http_get(&admin_addr, "/rules").unwrap_or_default();
+        if let Some(s) = sha(&b).filter(|s| *s != first) {
+            assert!(b.contains("\"trigger\":\"sighup\""), "{b}");
+            break s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "SIGHUP did not reload"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert_ne!(first, second);
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    use std::io::Read;
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    no_panic(&err);
+    assert!(status.success() || status.code().is_some(), "{status:?}");
+}

@@ -49,6 +49,8 @@ pub struct Options {
     pub extra: String,
     /// A file holding the admin API's bearer token.
     pub admin_token_file: Option<String>,
+    /// Extra keys of the `[rules]` table (e.g. `watch_interval`, `asn_table`).
+    pub rules_table: String,
 }
 
 impl Default for Options {
@@ -61,6 +63,7 @@ impl Default for Options {
             signing_key_pem: None,
             extra: String::new(),
             admin_token_file: None,
+            rules_table: "watch_interval = \"0s\"\n".into(),
         }
     }
 }
@@ -131,9 +134,10 @@ impl Running {
             "[server]\npublic_host = \"127.0.0.1:{port}\"\nthreads = 2\n{extra}\n{listen}\n\
              [upstream]\naddress = \"{idp}\"\ntimeout = \"2s\"\n\n\
              [assertion]\nissuer = \"handoff\"\naudience = \"test-idp\"\nkey_file = \"assertion.pem\"\n\n\
-             [rules]\nfile = \"rules.toml\"\n\n[admin]\nlisten = \"127.0.0.1:{admin_port}\"\n{admin_token}\n{store}\n{more}",
+             [rules]\nfile = \"rules.toml\"\n{rules_table}\n[admin]\nlisten = \"127.0.0.1:{admin_port}\"\n{admin_token}\n{store}\n{more}",
             admin_token = opts.admin_token_file.as_ref().map(|f| format!("token_file = {f:?}\n")).unwrap_or_default(),
             more = opts.extra,
+            rules_table = opts.rules_table,
             extra = opts.server_extra,
             idp = idp.addr(),
         );
