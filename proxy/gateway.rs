@@ -588,7 +588,7 @@ impl Gateway {
 
     /// Remembers an authorization code the IdP issues inside a transfer session
     /// (from the redirect's `Location`), so its token response can be mediated.
-    async fn track_code(&self, resp: &ResponseHeader, ctx: &Ctx) {
+    async fn track_code(&self, resp: &mut ResponseHeader, ctx: &Ctx) {
         let h = &self.h;
         if !(300..400).contains(&resp.status.as_u16()) {
             return;
@@ -647,14 +647,42 @@ impl Gateway {
             .record_code(&SecretHash::of(code.as_bytes()), &rec, CODE_TTL)
             .await
         {
-            // Fail closed at the token endpoint instead: an unrecorded code's token
-            // response would escape mediation, so the code must not be usable.
+            // An unrecorded code's token response would escape mediation (a refresh
+            // token could reach the web app): the code must not reach the app.
+            // It gets an RFC 6749 error redirect instead, state kept.
             h.metrics
                 .store_errors
                 .with_label_values(&["record_code"])
                 .inc();
-            tracing::error!(error = %e, sid = %rec.sid, "could not record an authorization code of a transfer session");
+            tracing::error!(error = %e, sid = %rec.sid, "could not record an authorization code of a transfer session; withholding it");
+            if let Some(loc) = resp
+                .headers
+                .get(header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+            {
+                let _ = resp.insert_header(header::LOCATION, withhold_code(&loc));
+            }
         }
+    }
+}
+
+/// The redirect `loc` without its `code`, with `error=temporarily_unavailable`
+/// instead (other parameters, `state` included, kept byte for byte).
+pub fn withhold_code(loc: &str) -> String {
+    let (base, query) = loc.split_once('?').unwrap_or((loc, ""));
+    let (query, fragment) = match query.split_once('#') {
+        Some((q, f)) => (q, Some(f)),
+        None => (query, None),
+    };
+    let (mut kept, _) = take_query_param(query, "code");
+    if !kept.is_empty() {
+        kept.push('&');
+    }
+    kept.push_str("error=temporarily_unavailable");
+    match fragment {
+        Some(f) => format!("{base}?{kept}#{f}"),
+        None => format!("{base}?{kept}"),
     }
 }
 
@@ -1057,6 +1085,22 @@ impl ProxyHttp for Gateway {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn withheld_codes_become_error_redirects() {
+        assert_eq!(
+            withhold_code("https://app/cb?code=abc&state=s%201"),
+            "https://app/cb?state=s%201&error=temporarily_unavailable"
+        );
+        assert_eq!(
+            withhold_code("https://app/cb?code=abc"),
+            "https://app/cb?error=temporarily_unavailable"
+        );
+        assert_eq!(
+            withhold_code("https://app/cb?state=x&code=abc#f"),
+            "https://app/cb?state=x&error=temporarily_unavailable#f"
+        );
+    }
 
     #[test]
     fn query_param_is_removed_and_the_rest_kept() {

@@ -581,3 +581,32 @@ async fn malformed_mediation_requests_get_clear_errors() {
     assert!(logged_in(&with_session(&w, &a, &session).await));
     w.assert_no_leaks();
 }
+
+/// Invariants 8 and 9: when the store cannot record a code issued inside a
+/// transfer session, the code does not reach the web app (an RFC 6749 error
+/// redirect instead), so its token response can never escape mediation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unrecordable_code_is_withheld_from_the_web_app() {
+    let mut w = World::with(
+        true,
+        IdpOptions::default(),
+        opts(false, "[session]\noutage_grace = \"30s\"\n"),
+    )
+    .await;
+    let a = Client::device_a();
+    let (_, session, _) = transfer_login(&mut w, &a, "alice").await;
+    assert!(
+        logged_in(&with_session(&w, &a, &session).await),
+        "warms the session cache"
+    );
+    w.redis.as_mut().unwrap().stop();
+    let r = with_session(&w, &a, &session).await;
+    assert_eq!(r.status, 302, "{r:?}");
+    let loc = r.header("location").unwrap();
+    assert!(!loc.contains("code="), "{loc}");
+    assert!(
+        loc.contains("error=temporarily_unavailable") && loc.contains("state=s1"),
+        "{loc}"
+    );
+    w.assert_no_leaks();
+}
