@@ -180,6 +180,18 @@ impl Handoff {
     pub fn build(config: Config, clock: SharedClock) -> Result<Arc<Self>, String> {
         let store: Arc<dyn Store> = match &config.store {
             StoreConfig::Memory => Arc::new(MemoryStore::new(clock.clone())),
+            StoreConfig::RedisSentinel {
+                sentinels,
+                master,
+                timeout,
+                key_prefix,
+            } => {
+                let urls: Vec<String> = sentinels.iter().map(|s| s.expose().to_string()).collect();
+                Arc::new(
+                    RedisStore::with_sentinel(&urls, master, key_prefix, *timeout, clock.clone())
+                        .map_err(|e| format!("store: {e}"))?,
+                )
+            }
             StoreConfig::Redis {
                 url,
                 timeout,

@@ -103,6 +103,18 @@ impl Upstream {
 pub enum StoreConfig {
     /// The embedded in-memory store: one instance only.
     Memory,
+    /// Redis through Redis Sentinel (high availability): the master is looked up
+    /// from the Sentinel nodes, again after a failover.
+    RedisSentinel {
+        /// `redis://host:port` URLs of Sentinel nodes.
+        sentinels: Vec<Secret>,
+        /// The monitored master's service name.
+        master: String,
+        /// Per-operation timeout.
+        timeout: Duration,
+        /// Prefix of every key handoff writes.
+        key_prefix: String,
+    },
     /// Redis (required with more than one instance).
     Redis {
         /// `redis://[user:pass@]host:port[/db]` or `rediss://...`.
@@ -415,6 +427,8 @@ struct FileUpstream {
 struct FileStore {
     kind: Option<String>,
     url: Option<String>,
+    sentinels: Option<Vec<String>>,
+    master: Option<String>,
     timeout: Option<String>,
     key_prefix: Option<String>,
 }
@@ -674,6 +688,47 @@ impl Validator<'_> {
                 }
                 StoreConfig::Memory
             }
+            Some("redis-sentinel") => {
+                let sentinels = st.sentinels.unwrap_or_default();
+                if sentinels.is_empty() {
+                    return Err(self.err("store.sentinels", "missing: kind = \"redis-sentinel\" needs sentinels = [\"redis://host:26379\", ...]"));
+                }
+                for (i, u) in sentinels.iter().enumerate() {
+                    if !(u.starts_with("redis://") || u.starts_with("rediss://")) {
+                        return Err(self.err(
+                            &format!("store.sentinels[{i}]"),
+                            "expected a redis:// or rediss:// URL",
+                        ));
+                    }
+                }
+                let master = st.master.filter(|m| !m.is_empty()).ok_or_else(|| {
+                    self.err(
+                        "store.master",
+                        "missing: the name Sentinel monitors the master under (e.g. \"mymaster\")",
+                    )
+                })?;
+                let timeout = self.duration(
+                    "store.timeout",
+                    st.timeout.as_deref(),
+                    Duration::from_millis(50),
+                )?;
+                if timeout.is_zero() {
+                    return Err(self.err("store.timeout", "must be more than 0"));
+                }
+                let key_prefix = st.key_prefix.unwrap_or_else(|| "ho".into());
+                if key_prefix.is_empty() || key_prefix.contains(['{', '}', ' ']) {
+                    return Err(self.err(
+                        "store.key_prefix",
+                        "must be non-empty, without braces or spaces",
+                    ));
+                }
+                StoreConfig::RedisSentinel {
+                    sentinels: sentinels.into_iter().map(Secret::new).collect(),
+                    master,
+                    timeout,
+                    key_prefix,
+                }
+            }
             None | Some("redis") => {
                 let url = st.url.ok_or_else(|| {
                     self.err(
@@ -708,7 +763,7 @@ impl Validator<'_> {
             Some(other) => {
                 return Err(self.err(
                     "store.kind",
-                    format!("{other:?}: expected \"memory\" or \"redis\""),
+                    format!("{other:?}: expected \"memory\", \"redis\" or \"redis-sentinel\""),
                 ))
             }
         };
@@ -1138,6 +1193,24 @@ mod tests {
 
         let e = load("[server]\npublic_host = \"x\"\n").unwrap_err();
         assert_eq!(e.key, "upstream");
+    }
+
+    #[test]
+    fn sentinel_stores() {
+        let c = load(&format!("{MIN}[store]\nkind = \"redis-sentinel\"\nsentinels = [\"redis://10.0.0.1:26379\"]\nmaster = \"m\"\n")).unwrap();
+        assert!(matches!(c.store, StoreConfig::RedisSentinel { ref master, .. } if master == "m"));
+        let e = load(&format!(
+            "{MIN}[store]\nkind = \"redis-sentinel\"\nmaster = \"m\"\n"
+        ))
+        .unwrap_err();
+        assert_eq!(e.key, "store.sentinels");
+        let e = load(&format!("{MIN}[store]\nkind = \"redis-sentinel\"\nsentinels = [\"10.0.0.1:26379\"]\nmaster = \"m\"\n")).unwrap_err();
+        assert_eq!(e.key, "store.sentinels[0]");
+        let e = load(&format!(
+            "{MIN}[store]\nkind = \"redis-sentinel\"\nsentinels = [\"redis://a:1\"]\n"
+        ))
+        .unwrap_err();
+        assert_eq!(e.key, "store.master");
     }
 
     #[test]

@@ -10,13 +10,14 @@ use handoff::store::redis::RedisStore;
 use handoff::store::{Consumed, MintContext, MintWrite, RefreshKind, Store, StoreError};
 use std::sync::Arc;
 use std::time::Duration;
-use support::redis::RedisServer;
+use support::redis::{RedisServer, SentinelServer};
 
 struct Subject {
     name: &'static str,
     store: Arc<dyn Store>,
     clock: Arc<ManualClock>,
     _redis: Option<RedisServer>,
+    _sentinel: Option<SentinelServer>,
 }
 
 fn subjects() -> Vec<Subject> {
@@ -26,6 +27,7 @@ fn subjects() -> Vec<Subject> {
         store: Arc::new(MemoryStore::new(mc.clone() as SharedClock)),
         clock: mc,
         _redis: None,
+        _sentinel: None,
     };
     let redis = RedisServer::start();
     let rc = ManualClock::new();
@@ -36,6 +38,18 @@ fn subjects() -> Vec<Subject> {
         rc.clone() as SharedClock,
     )
     .unwrap();
+    // The same suite once more through Redis Sentinel (the master looked up by name).
+    let master = RedisServer::start();
+    let sentinel = SentinelServer::start(master.port());
+    let sc = ManualClock::new();
+    let via_sentinel = RedisStore::with_sentinel(
+        &[sentinel.url()],
+        "mymaster",
+        "ho",
+        Duration::from_millis(500),
+        sc.clone() as SharedClock,
+    )
+    .unwrap();
     vec![
         memory,
         Subject {
@@ -43,6 +57,14 @@ fn subjects() -> Vec<Subject> {
             store: Arc::new(store),
             clock: rc,
             _redis: Some(redis),
+            _sentinel: None,
+        },
+        Subject {
+            name: "redis-sentinel",
+            store: Arc::new(via_sentinel),
+            clock: sc,
+            _redis: Some(master),
+            _sentinel: Some(sentinel),
         },
     ]
 }
@@ -253,7 +275,7 @@ async fn every_key_expires() {
 /// Values hold no secret either: the token's text is nowhere in Redis.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_holds_no_secret() {
-    let s = subjects().pop().unwrap();
+    let s = subjects().swap_remove(1);
     let l = LineageId::generate();
     let (t, c) = mint(&s, &l, 60);
     s.store
@@ -329,4 +351,43 @@ async fn redis_down_is_an_error_then_recovers() {
         store.consume_transfer_token(&l, t.hash()).await.unwrap(),
         Consumed::Unknown
     );
+}
+
+/// Through Sentinel: the master goes away and comes back; the store recovers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sentinel_store_recovers_when_the_master_returns() {
+    let mut master = RedisServer::start();
+    let sentinel = SentinelServer::start(master.port());
+    let clock = ManualClock::new();
+    let store = RedisStore::with_sentinel(
+        &[sentinel.url()],
+        "mymaster",
+        "ho",
+        Duration::from_millis(200),
+        clock.clone() as SharedClock,
+    )
+    .unwrap();
+    store.ping().await.unwrap();
+    master.stop();
+    assert!(store.ping().await.is_err());
+    master.restart();
+    let mut ok = false;
+    for _ in 0..50 {
+        if store.ping().await.is_ok() {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ok, "the store did not reconnect through Sentinel");
+    // A Sentinel that knows no such master: an error, not a panic.
+    let wrong = RedisStore::with_sentinel(
+        &[sentinel.url()],
+        "no-such-master",
+        "ho",
+        Duration::from_millis(200),
+        clock as SharedClock,
+    )
+    .unwrap();
+    assert!(wrong.ping().await.is_err());
 }

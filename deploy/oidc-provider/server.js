@@ -18,7 +18,7 @@ import { createServer } from 'node:http';
 import { pathToFileURL } from 'node:url';
 import { format as formatUrl } from 'node:util';
 
-import Provider from 'oidc-provider';
+import Provider, { errors } from 'oidc-provider';
 
 import {
   createHandoffVerifier, grantRequested, handoffInteraction, SESSION_TRANSFER_AMR,
@@ -53,6 +53,26 @@ ${error ? `<p role="alert">${escapeHtml(error)}</p>` : ''}
 `;
 }
 
+/** The RP-initiated logout confirmation page (`GET /session/end`). */
+function logoutPage(ctx, form) {
+  ctx.type = 'html';
+  ctx.body = `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Sign out</title></head>
+<body>
+<h1>Sign out of ${escapeHtml(ctx.host)}?</h1>
+${form}
+<button autofocus type="submit" form="op.logoutForm" value="yes" name="logout">Sign out</button>
+<button type="submit" form="op.logoutForm">Stay signed in</button>
+</body></html>
+`;
+}
+
+/** The page after a logout with no post_logout_redirect_uri. */
+function loggedOutPage(ctx) {
+  ctx.type = 'html';
+  ctx.body = '<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>Signed out</title></head><body><p id="signed-out">You are signed out.</p></body></html>\n';
+}
+
 /** Reads an application/x-www-form-urlencoded body (at most 8 KiB). */
 async function readForm(ctx) {
   let raw;
@@ -81,6 +101,10 @@ async function readForm(ctx) {
  * @param {string[]} o.webRedirectUris  the web client's redirect URIs
  * @param {string} [o.webClientId='web-app']
  * @param {string} [o.webClientSecret='web-secret']
+ * @param {string} [o.webBackchannelLogoutUri]  the web client's OpenID Connect
+ *   Back-Channel Logout URI (handoff's: `{public URL}/handoff/backchannel-logout`)
+ * @param {Array<{clientId:string, clientSecret:string, redirectUris?:string[], backchannelLogoutUri?:string}>} [o.moreWebClients]
+ *   further confidential web clients (redirect URIs default to `webRedirectUris`)
  * @param {string} [o.nativeClientId='native-app']
  * @param {string[]} [o.nativeRedirectUris=['com.example.native:/callback']]
  * @param {object} [o.accounts=DEV_ACCOUNTS]
@@ -94,6 +118,8 @@ export function createIdp(o) {
     webClientId = 'web-app',
     webClientSecret = 'web-secret',
     webRedirectUris,
+    webBackchannelLogoutUri,
+    moreWebClients = [],
     nativeClientId = 'native-app',
     nativeRedirectUris = ['com.example.native:/callback'],
     accounts = DEV_ACCOUNTS,
@@ -101,6 +127,24 @@ export function createIdp(o) {
     cookieKeys = [randomBytes(32).toString('base64url')],
   } = o;
   if (!webRedirectUris?.length) throw new TypeError('createIdp: webRedirectUris is required');
+  const webClients = [
+    {
+      clientId: webClientId, clientSecret: webClientSecret, redirectUris: webRedirectUris, backchannelLogoutUri: webBackchannelLogoutUri,
+    },
+    ...moreWebClients.map((c) => ({ redirectUris: webRedirectUris, ...c })),
+  ];
+  // Back-Channel Logout goes to handoff, which usually sits on a loopback or
+  // private address: oidc-provider's SSRF guard (no special-use addresses) is
+  // lifted for exactly the logout URIs registered here, and for nothing else.
+  const backchannelUris = new Set(webClients.map((c) => c.backchannelLogoutUri).filter(Boolean)
+    .map((u) => new URL(u).href));
+  const fetchFn = (url, options) => {
+    if (backchannelUris.has(new URL(url).href)) {
+      const { dispatcher, ...rest } = options;
+      return globalThis.fetch(url, rest);
+    }
+    return globalThis.fetch(url, options);
+  };
 
   const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
   const signingKey = { ...privateKey.export({ format: 'jwk' }), kid: `rs-${randomBytes(6).toString('hex')}`, use: 'sig', alg: 'RS256' };
@@ -130,17 +174,22 @@ export function createIdp(o) {
         redirect_uris: nativeRedirectUris,
         scope: 'openid offline_access email profile',
       },
-      {
-        // The web app that receives the session transfer.
-        client_id: webClientId,
-        client_secret: webClientSecret,
+      // The web apps that receive the session transfer: confidential clients that
+      // may ask for offline_access (handoff's rules decide whether a refresh token
+      // reaches them, SPEC §2.5).
+      ...webClients.map((c) => ({
+        client_id: c.clientId,
+        client_secret: c.clientSecret,
         application_type: 'web',
         token_endpoint_auth_method: 'client_secret_basic',
         grant_types: ['authorization_code', 'refresh_token'],
         response_types: ['code'],
-        redirect_uris: webRedirectUris,
+        redirect_uris: c.redirectUris,
         scope: 'openid offline_access email profile',
-      },
+        // With a logout URI, the id_token carries `sid` and so does the logout
+        // token: handoff maps it to the web session it bound (SPEC §2.6).
+        ...(c.backchannelLogoutUri ? { backchannel_logout_uri: c.backchannelLogoutUri, backchannel_logout_session_required: true } : {}),
+      })),
     ],
     findAccount,
     claims: {
@@ -155,9 +204,23 @@ export function createIdp(o) {
     cookies: { keys: cookieKeys },
     features: {
       devInteractions: { enabled: false },
-      revocation: { enabled: true },
+      // RFC 7009, fronted by handoff: a native app's revocation cascades to the web
+      // sessions of its lineage; handoff revokes the web refresh tokens it
+      // withholds. A client may revoke only its own tokens (oidc-provider's own
+      // rule, spelled out; a public client's foreign token is silently ignored).
+      revocation: {
+        enabled: true,
+        allowedPolicy: (_ctx, client, token) => {
+          if (token.clientId === client.clientId) return true;
+          if (client.clientAuthMethod === 'none') return false;
+          throw new errors.InvalidRequest('client is not authorized to revoke the presented token');
+        },
+      },
       userinfo: { enabled: true },
+      backchannelLogout: { enabled: backchannelUris.size > 0 },
+      rpInitiatedLogout: { enabled: true, logoutSource: logoutPage, postLogoutSuccessSource: loggedOutPage },
     },
+    fetch: fetchFn,
     pkce: { required: () => true },
     interactions: { url: (_ctx, interaction) => `/interaction/${interaction.uid}` },
     ttl: {
@@ -169,11 +232,11 @@ export function createIdp(o) {
       Session: 14 * 24 * 3600,
       Grant: 14 * 24 * 3600,
     },
-    // Public native clients rotate their refresh token on every use (the default
-    // for token_endpoint_auth_method "none"); spelled out because handoff's mint
-    // relies on passing the rotated token back to the app.
-    rotateRefreshToken: (ctx) => ctx.oidc.entities.Client.clientAuthMethod === 'none'
-      || ctx.oidc.entities.RefreshToken.ttlPercentagePassed() >= 70,
+    // Every refresh token rotates on every use: for the public native client that
+    // is oidc-provider's default, spelled out because handoff's mint passes the
+    // rotated token back to the app; for the web clients it is this example's
+    // choice (handoff carries a web token's session binding across rotations).
+    rotateRefreshToken: () => true,
   });
   // handoff terminates the browser's connection and sets X-Forwarded-Proto/-Host/-For.
   provider.proxy = true;
@@ -188,9 +251,11 @@ export function createIdp(o) {
       log(`idp ${ctx.method} ${ctx.originalUrl} -> ${ctx.status} (${Date.now() - started} ms)`);
     }
   });
-  for (const ev of ['server_error', 'authorization.error', 'grant.error', 'end_session.error', 'userinfo.error']) {
+  for (const ev of ['server_error', 'authorization.error', 'grant.error', 'end_session.error', 'userinfo.error', 'revocation.error']) {
     provider.on(ev, (_ctx, err) => log(`idp event ${ev}: ${err?.name ?? ''} ${err?.message ?? ''} ${err?.error_description ?? ''}`.trimEnd()));
   }
+  provider.on('backchannel.success', (_ctx, client, accountId, sid) => log(`idp back-channel logout sent client=${client.clientId} sub=${accountId} sid=${sid}`));
+  provider.on('backchannel.error', (_ctx, err, client, accountId, sid) => log(`idp back-channel logout failed client=${client.clientId} sub=${accountId} sid=${sid}: ${err?.message ?? err}`));
 
   // 1. handoff's session-transfer login (GET /interaction/:uid with a valid assertion).
   const verifier = createHandoffVerifier(handoffOptions);
@@ -289,6 +354,7 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
     handoff,
     webRedirectUris: env('WEB_REDIRECT_URIS', 'http://127.0.0.1:4000/callback').split(','),
     webClientSecret: env('WEB_CLIENT_SECRET', 'web-secret'),
+    webBackchannelLogoutUri: process.env.WEB_BACKCHANNEL_LOGOUT_URI || undefined,
     nativeRedirectUris: env('NATIVE_REDIRECT_URIS', 'com.example.native:/callback').split(','),
   });
   createServer(callback).listen(port, host, () => {

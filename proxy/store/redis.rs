@@ -12,7 +12,11 @@
 use super::*;
 use crate::clock::SharedClock;
 use ::redis::aio::ConnectionManager;
+use ::redis::sentinel::{SentinelClient, SentinelServerType};
 use ::redis::{AsyncCommands, Script};
+use arc_swap::ArcSwap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::sync::OnceLock;
 
 /// Checks the lineage is not revoked and stores the STT record, atomically.
@@ -104,7 +108,7 @@ pub fn background_runtime() -> &'static tokio::runtime::Runtime {
 
 /// The Redis store.
 pub struct RedisStore {
-    conn: ConnectionManager,
+    conn: RedisConn,
     keys: Keys,
     timeout: Duration,
     clock: SharedClock,
@@ -115,7 +119,160 @@ pub struct RedisStore {
     touch: Script,
     revoke_session: Script,
     revoke_lineage: Script,
-    client: ::redis::Client,
+    source: Source,
+}
+
+/// Where connections come from: one address, or whatever master Sentinel names.
+#[derive(Clone)]
+enum Source {
+    Direct(::redis::Client),
+    Sentinel(Arc<tokio::sync::Mutex<SentinelClient>>),
+}
+
+impl Source {
+    /// A client for the current master.
+    async fn client(&self) -> ::redis::RedisResult<::redis::Client> {
+        match self {
+            Source::Direct(c) => Ok(c.clone()),
+            Source::Sentinel(s) => s.lock().await.async_get_client().await,
+        }
+    }
+}
+
+fn manager_config(timeout: Duration) -> ::redis::aio::ConnectionManagerConfig {
+    ::redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(timeout.max(Duration::from_millis(250))))
+        .set_response_timeout(Some(timeout))
+        .set_number_of_retries(2)
+        .set_min_delay(Duration::from_millis(10))
+        .set_max_delay(Duration::from_millis(500))
+}
+
+/// The connection every operation uses. Direct: a reconnecting
+/// [`ConnectionManager`]. Sentinel: a manager for the master Sentinel named last;
+/// when an operation fails as if the master were gone (connection errors, or
+/// `READONLY` from a demoted master after a failover), Sentinel is asked again in
+/// the background and the next operations go to the new master. The failed
+/// operation itself fails (closed), like any store error.
+#[derive(Clone)]
+enum RedisConn {
+    Direct(ConnectionManager),
+    Sentinel(Arc<SentinelConn>),
+}
+
+struct SentinelConn {
+    current: ArcSwap<Option<ConnectionManager>>,
+    sentinel: Arc<tokio::sync::Mutex<SentinelClient>>,
+    resolving: AtomicBool,
+    timeout: Duration,
+}
+
+impl SentinelConn {
+    async fn resolve(self: Arc<Self>) {
+        let client = match self.sentinel.lock().await.async_get_client().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "Redis Sentinel: cannot find the master");
+                self.resolving.store(false, Ordering::SeqCst);
+                return;
+            }
+        };
+        match ConnectionManager::new_lazy_with_config(client, manager_config(self.timeout)) {
+            Ok(m) => {
+                self.current.store(Arc::new(Some(m)));
+                tracing::info!("Redis Sentinel: connected to the current master");
+            }
+            Err(e) => tracing::warn!(error = %e, "Redis Sentinel: cannot connect to the master"),
+        }
+        self.resolving.store(false, Ordering::SeqCst);
+    }
+
+    fn re_resolve(self: &Arc<Self>) {
+        if !self.resolving.swap(true, Ordering::SeqCst) {
+            background_runtime().spawn(self.clone().resolve());
+        }
+    }
+
+    fn manager(&self) -> Option<ConnectionManager> {
+        self.current.load().as_ref().clone()
+    }
+}
+
+fn master_gone(e: &::redis::RedisError) -> bool {
+    e.is_io_error()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || e.code() == Some("READONLY")
+}
+
+impl ::redis::aio::ConnectionLike for RedisConn {
+    fn req_packed_command<'a>(
+        &'a mut self,
+        cmd: &'a ::redis::Cmd,
+    ) -> ::redis::RedisFuture<'a, ::redis::Value> {
+        match self {
+            RedisConn::Direct(m) => m.req_packed_command(cmd),
+            RedisConn::Sentinel(s) => Box::pin(async move {
+                let mut m = match s.manager() {
+                    Some(m) => m,
+                    None => {
+                        // Nothing known yet (start, or every lookup failed so far): ask now.
+                        s.clone().resolve().await;
+                        s.manager().ok_or_else(|| {
+                            ::redis::RedisError::from((
+                                ::redis::ErrorKind::Io,
+                                "Redis Sentinel: no master known",
+                            ))
+                        })?
+                    }
+                };
+                let r = m.req_packed_command(cmd).await;
+                if let Err(e) = &r {
+                    if master_gone(e) {
+                        s.re_resolve();
+                    }
+                }
+                r
+            }),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a ::redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> ::redis::RedisFuture<'a, Vec<::redis::Value>> {
+        match self {
+            RedisConn::Direct(m) => m.req_packed_commands(pipeline, offset, count),
+            RedisConn::Sentinel(s) => Box::pin(async move {
+                let mut m = match s.manager() {
+                    Some(m) => m,
+                    None => {
+                        // Nothing known yet (start, or every lookup failed so far): ask now.
+                        s.clone().resolve().await;
+                        s.manager().ok_or_else(|| {
+                            ::redis::RedisError::from((
+                                ::redis::ErrorKind::Io,
+                                "Redis Sentinel: no master known",
+                            ))
+                        })?
+                    }
+                };
+                let r = m.req_packed_commands(pipeline, offset, count).await;
+                if let Err(e) = &r {
+                    if master_gone(e) {
+                        s.re_resolve();
+                    }
+                }
+                r
+            }),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        0
+    }
 }
 
 impl fmt::Debug for RedisStore {
@@ -137,17 +294,59 @@ impl RedisStore {
     ) -> Result<Self, StoreError> {
         let client = ::redis::Client::open(url)
             .map_err(|e| StoreError::Unavailable(format!("bad Redis URL ({:?})", e.kind())))?;
-        let cfg = ::redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(timeout.max(Duration::from_millis(250))))
-            .set_response_timeout(Some(timeout))
-            .set_number_of_retries(2)
-            .set_min_delay(Duration::from_millis(10))
-            .set_max_delay(Duration::from_millis(500));
-        let client_for_pubsub = client.clone();
+        let source = Source::Direct(client.clone());
         let _guard = background_runtime().enter();
-        let conn = ConnectionManager::new_lazy_with_config(client, cfg)
-            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        Ok(RedisStore {
+        let conn = RedisConn::Direct(
+            ConnectionManager::new_lazy_with_config(client, manager_config(timeout))
+                .map_err(|e| StoreError::Unavailable(e.to_string()))?,
+        );
+        Ok(Self::with(conn, source, key_prefix, timeout, clock))
+    }
+
+    /// Connects through Redis Sentinel: `sentinels` are `redis://host:port` URLs of
+    /// Sentinel nodes, `master` the monitored service name. The master is looked up
+    /// lazily and again after every failure that looks like a failover.
+    pub fn with_sentinel(
+        sentinels: &[String],
+        master: &str,
+        key_prefix: &str,
+        timeout: Duration,
+        clock: SharedClock,
+    ) -> Result<Self, StoreError> {
+        let client = SentinelClient::build(
+            sentinels.to_vec(),
+            master.to_string(),
+            None,
+            SentinelServerType::Master,
+        )
+        .map_err(|e| {
+            StoreError::Unavailable(format!("bad Sentinel configuration ({:?})", e.kind()))
+        })?;
+        let sentinel = Arc::new(tokio::sync::Mutex::new(client));
+        let conn = Arc::new(SentinelConn {
+            current: ArcSwap::from_pointee(None),
+            sentinel: sentinel.clone(),
+            resolving: AtomicBool::new(false),
+            timeout,
+        });
+        conn.re_resolve();
+        Ok(Self::with(
+            RedisConn::Sentinel(conn),
+            Source::Sentinel(sentinel),
+            key_prefix,
+            timeout,
+            clock,
+        ))
+    }
+
+    fn with(
+        conn: RedisConn,
+        source: Source,
+        key_prefix: &str,
+        timeout: Duration,
+        clock: SharedClock,
+    ) -> Self {
+        RedisStore {
             conn,
             keys: Keys::new(key_prefix),
             timeout,
@@ -159,8 +358,8 @@ impl RedisStore {
             touch: Script::new(TOUCH),
             revoke_session: Script::new(REVOKE_SESSION),
             revoke_lineage: Script::new(REVOKE_LINEAGE),
-            client: client_for_pubsub,
-        })
+            source,
+        }
     }
 
     async fn run<T, F>(&self, fut: F) -> Result<T, StoreError>
@@ -387,11 +586,19 @@ impl Store for RedisStore {
     }
 
     fn subscribe_revocations(&self, on_event: std::sync::Arc<dyn Fn(Announcement) + Send + Sync>) {
-        let client = self.client.clone();
+        let source = self.source.clone();
         let channel = self.keys.revocations_channel();
         background_runtime().spawn(async move {
             use futures_util::StreamExt;
             loop {
+                let client = match source.client().await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "cannot find Redis for revocations");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
                 match client.get_async_pubsub().await {
                     Ok(mut ps) => match ps.subscribe(&channel).await {
                         Ok(()) => {

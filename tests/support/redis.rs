@@ -95,3 +95,67 @@ impl Drop for RedisServer {
         self.stop();
     }
 }
+
+/// A Redis Sentinel (redis-server --sentinel) monitoring a master as `mymaster`.
+pub struct SentinelServer {
+    port: u16,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl SentinelServer {
+    /// Starts a Sentinel on a free port, monitoring `master_port` on 127.0.0.1.
+    pub fn start(master_port: u16) -> SentinelServer {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let conf = dir.path().join("sentinel.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "port {port}\nbind 127.0.0.1\nsentinel monitor mymaster 127.0.0.1 {master_port} 1\nsentinel down-after-milliseconds mymaster 1000\n"
+            ),
+        )
+        .unwrap();
+        let child = Command::new("redis-server")
+            .arg(&conf)
+            .arg("--sentinel")
+            .current_dir(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(c) = redis::Client::open(format!("redis://127.0.0.1:{port}")) {
+                if let Ok(mut conn) = c.get_connection_with_timeout(Duration::from_millis(200)) {
+                    let r: redis::RedisResult<Vec<String>> = redis::cmd("SENTINEL")
+                        .arg("get-master-addr-by-name")
+                        .arg("mymaster")
+                        .query(&mut conn);
+                    if r.is_ok_and(|v| v.len() == 2) {
+                        break;
+                    }
+                }
+            }
+            assert!(Instant::now() < deadline, "redis sentinel did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        SentinelServer {
+            port,
+            child,
+            _dir: dir,
+        }
+    }
+
+    /// `redis://127.0.0.1:PORT` of this Sentinel.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for SentinelServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

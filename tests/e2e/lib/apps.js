@@ -66,6 +66,7 @@ export class NativeApp {
     const tokens = res.json();
     if (!tokens.refresh_token) throw new Error('native token: no refresh_token (offline_access not granted?)');
     this.refreshToken = tokens.refresh_token;
+    this.user = user;
     this.loginHops = [...start.hops, ...done.hops];
     return tokens;
   }
@@ -82,6 +83,29 @@ export class NativeApp {
   }
 
   #queue = Promise.resolve();
+
+  /** A plain refresh (no mint), serialised with the mints; keeps the rotated token. */
+  refresh() {
+    const run = this.#queue.then(async () => {
+      const t = form({ grant_type: 'refresh_token', client_id: this.clientId, refresh_token: this.refreshToken });
+      const res = await request({
+        url: `${this.stack.origin}/token`, method: 'POST', body: t.body, headers: t.headers, localAddress: this.localAddress,
+      });
+      const out = { status: res.status, body: res.text ? res.json() : undefined, previous: this.refreshToken };
+      if (out.body?.refresh_token) this.refreshToken = out.body.refresh_token;
+      return out;
+    });
+    this.#queue = run.catch(() => {});
+    return run;
+  }
+
+  /** RFC 7009 revocation of the app's current refresh token (a logout in the app), through handoff. */
+  async revoke(token = this.refreshToken) {
+    const t = form({ token, token_type_hint: 'refresh_token', client_id: this.clientId });
+    return request({
+      url: `${this.stack.origin}/token/revocation`, method: 'POST', body: t.body, headers: t.headers, localAddress: this.localAddress,
+    });
+  }
 
   async #mint({ json = false, audience = `urn:${this.stack.publicHost}:session_transfer` } = {}) {
     const fields = {
@@ -108,17 +132,38 @@ export class WebApp {
     this.secret = secret;
   }
 
-  /** Starts a login: the authorize URL the web app sends the browser to. */
-  begin({ extra = {} } = {}) {
+  /**
+   * Starts a login: the authorize URL the web app sends the browser to. With
+   * `offline`, it asks for a refresh token too (scope offline_access, which
+   * oidc-provider honours only with prompt=consent).
+   */
+  begin({ extra = {}, offline = false } = {}) {
     const { verifier, challenge } = pkce();
     const state = randomBytes(8).toString('hex');
     return {
       verifier,
       state,
       url: authorizeUrl({
-        clientId: this.clientId, redirectUri: WEB_CALLBACK, scope: 'openid email', challenge, state, extra,
+        clientId: this.clientId,
+        redirectUri: WEB_CALLBACK,
+        scope: offline ? 'openid offline_access email' : 'openid email',
+        challenge,
+        state,
+        extra: offline ? { prompt: 'consent', ...extra } : extra,
       }),
     };
+  }
+
+  get #basic() {
+    return `Basic ${Buffer.from(`${this.clientId}:${this.secret}`).toString('base64')}`;
+  }
+
+  /** A refresh-token grant (through handoff); the raw response. */
+  async refresh(refreshToken) {
+    const t = form({ grant_type: 'refresh_token', refresh_token: refreshToken });
+    return request({
+      url: `${this.stack.origin}/token`, method: 'POST', body: t.body, headers: { ...t.headers, authorization: this.#basic },
+    });
   }
 
   /** The callback: checks state, redeems the code at the token endpoint (through handoff). */
@@ -133,9 +178,10 @@ export class WebApp {
       url: `${this.stack.origin}/token`,
       method: 'POST',
       body: t.body,
-      headers: { ...t.headers, authorization: `Basic ${Buffer.from(`${this.clientId}:${this.secret}`).toString('base64')}` },
+      headers: { ...t.headers, authorization: this.#basic },
     });
     if (res.status !== 200) throw new Error(`web token: ${res.status} ${res.text}`);
+    this.lastTokenResponse = res;
     return res.json();
   }
 }

@@ -1,8 +1,8 @@
 // The stack under test, all on loopback with free ports:
 //   redis-server  <- handoff (public listener + admin listener) -> example IdP
 // The IdP (deploy/oidc-provider/server.js) runs in this process, wrapped so that
-// every request it receives (method, URL, headers, body) and every line it logs is
-// recorded. handoff is the real binary (HANDOFF_BIN, default target/debug/handoff),
+// every request it receives (method, URL, headers, body), the answer it gives
+// (status, body) and every line it logs are recorded. handoff is the real binary (HANDOFF_BIN, default target/debug/handoff),
 // its stderr captured.
 
 import { spawn, spawnSync } from 'node:child_process';
@@ -91,12 +91,23 @@ function killChild(child, name, log) {
 }
 
 /**
- * Starts redis-server, the example IdP and handoff. `rules` overrides the web
- * client's settings.
+ * Starts redis-server, the example IdP and handoff.
  *
+ * @param {object} [o]
+ * @param {string} [o.name]
+ * @param {Record<string,string>} [o.webRules]  rules-file settings of `web-app` (TOML values)
+ * @param {Record<string,{secret:string, rules?:Record<string,string>}>} [o.moreWebClients]
+ *   further web clients: registered at the IdP, allowed for the native app, with
+ *   their own rules-file settings (on top of the same defaults as `web-app`)
+ * @param {boolean} [o.clientSecrets]  give handoff every web client's secret
+ *   (`[clients."ID"] secret_file`), so it revokes withheld refresh tokens at the IdP
+ * @param {boolean} [o.backchannelLogout]  every web client registers handoff's
+ *   back-channel logout URI at the IdP; handoff accepts logout tokens for them
  * @returns {Promise<Stack>}
  */
-export async function startStack({ name = 'e2e', webRules = {}, log = () => {} } = {}) {
+export async function startStack({
+  name = 'e2e', webRules = {}, moreWebClients = {}, clientSecrets = false, backchannelLogout = false, log = () => {},
+} = {}) {
   const dir = mkdtempSync(path.join(tmpdir(), `handoff-${name}-`));
   const [redisPort, idpPort, publicPort, adminPort] = [await freePort(), await freePort(), await freePort(), await freePort()];
   const publicHost = `127.0.0.1:${publicPort}`;
@@ -129,6 +140,8 @@ export async function startStack({ name = 'e2e', webRules = {}, log = () => {} }
     await waitFor('redis-server', () => pingRedis(redisPort));
 
     // 2. the example IdP, in this process, recorded
+    const logoutUri = backchannelLogout ? `${origin}/handoff/backchannel-logout` : undefined;
+    const webSecrets = { 'web-app': 'web-secret', ...Object.fromEntries(Object.entries(moreWebClients).map(([id, c]) => [id, c.secret])) };
     const { callback, provider } = createIdp({
       issuer: origin,
       handoff: {
@@ -138,6 +151,8 @@ export async function startStack({ name = 'e2e', webRules = {}, log = () => {} }
         trustedPeer: (peer) => ['127.0.0.1', '::ffff:127.0.0.1', '::1'].includes(peer),
       },
       webRedirectUris: [WEB_CALLBACK],
+      webBackchannelLogoutUri: logoutUri,
+      moreWebClients: Object.entries(moreWebClients).map(([clientId, c]) => ({ clientId, clientSecret: c.secret, backchannelLogoutUri: logoutUri })),
       nativeRedirectUris: [NATIVE_CALLBACK],
       log: (line) => stack.idpLog.push(line),
     });
@@ -150,9 +165,23 @@ export async function startStack({ name = 'e2e', webRules = {}, log = () => {} }
       req.on('data', (c) => chunks.push(c));
       req.on('end', () => {
         const body = Buffer.concat(chunks);
-        stack.idpRequests.push({
+        const rec = {
           method: req.method, url: req.url, headers: { ...req.headers }, rawHeaders: [...req.rawHeaders], body: body.toString('latin1'), at: Date.now(),
-        });
+        };
+        stack.idpRequests.push(rec);
+        // The answer too (status, body), e.g. to see what a token response held
+        // before handoff mediated it.
+        const out = [];
+        const { write, end } = res;
+        res.write = function recordWrite(chunk, ...rest) {
+          if (chunk && typeof chunk !== 'function') out.push(Buffer.from(chunk));
+          return write.call(this, chunk, ...rest);
+        };
+        res.end = function recordEnd(chunk, ...rest) {
+          if (chunk && typeof chunk !== 'function') out.push(Buffer.from(chunk));
+          rec.response = { status: res.statusCode, body: Buffer.concat(out).toString('utf8') };
+          return end.call(this, chunk, ...rest);
+        };
         req.body = body;
         callback(req, res);
       });
@@ -164,23 +193,39 @@ export async function startStack({ name = 'e2e', webRules = {}, log = () => {} }
     // 3. handoff
     const keygen = spawnSync(HANDOFF_BIN, ['keygen', '--out', path.join(dir, 'assertion.pem')], { encoding: 'utf8' });
     if (keygen.status !== 0) throw new Error(`handoff keygen failed (${HANDOFF_BIN}): ${keygen.stderr || keygen.error}`);
-    const web = {
+    const webDefaults = {
       allowed_authentication_methods: '["cookie", "query"]',
       enforce_device_binding: '"ip"',
       session_absolute: '"6s"',
       session_idle: '"3s"',
-      ...webRules,
     };
+    const webClients = {
+      'web-app': { ...webDefaults, ...webRules },
+      ...Object.fromEntries(Object.entries(moreWebClients).map(([id, c]) => [id, { ...webDefaults, ...c.rules }])),
+    };
+    const webIds = Object.keys(webClients);
     writeFileSync(path.join(dir, 'rules.toml'), [
       '# written by tests/e2e/lib/stack.js',
       '[native."native-app"]',
       'can_create_session_transfer_token = true',
-      'allowed_web_clients = ["web-app"]',
+      `allowed_web_clients = ${JSON.stringify(webIds)}`,
       '',
-      '[web."web-app"]',
-      ...Object.entries(web).map(([k, v]) => `${k} = ${v}`),
-      '',
+      ...Object.entries(webClients).flatMap(([id, rules]) => [
+        `[web."${id}"]`,
+        ...Object.entries(rules).map(([k, v]) => `${k} = ${v}`),
+        '',
+      ]),
     ].join('\n'));
+    let extraConfig = '';
+    if (clientSecrets) {
+      for (const id of webIds) {
+        writeFileSync(path.join(dir, `${id}.secret`), `${webSecrets[id]}\n`, { mode: 0o600 });
+        extraConfig += `\n[clients."${id}"]\nsecret_file = "${id}.secret"\n`;
+      }
+    }
+    if (backchannelLogout) {
+      extraConfig += `\n[backchannel_logout]\naudiences = ${JSON.stringify(webIds)}\n`;
+    }
     writeFileSync(path.join(dir, 'handoff.toml'), `# written by tests/e2e/lib/stack.js
 [server]
 listen = ["${publicHost}"]
@@ -213,7 +258,7 @@ file = "rules.toml"
 
 [admin]
 listen = "127.0.0.1:${adminPort}"
-`);
+${extraConfig}`);
     for (const [what, args] of [['rules', ['rules', 'check', path.join(dir, 'rules.toml')]], ['config', ['config', 'check', path.join(dir, 'handoff.toml')]]]) {
       const r = spawnSync(HANDOFF_BIN, args, { encoding: 'utf8' });
       if (r.status !== 0) throw new Error(`handoff ${what} check failed: ${r.stdout}${r.stderr}`);
@@ -250,6 +295,11 @@ listen = "127.0.0.1:${adminPort}"
       if (labels.every((l) => line.includes(l))) sum += Number(line.split(' ').pop());
     }
     return sum;
+  };
+  /** GET on the admin listener (JSON). */
+  stack.adminGet = async (p) => {
+    const r = await httpGet(`${admin}${p}`);
+    return { status: r.status, body: r.text ? JSON.parse(r.text) : undefined };
   };
   return stack;
 }
