@@ -130,8 +130,11 @@ impl AdminApp {
                 Ok(s) => s,
                 Err(e) => return store_error(e),
             };
+            // A record the IdP's cookie rotation replaced is history: the session is
+            // listed once, by its current record.
             let sessions: Vec<serde_json::Value> = sessions
                 .iter()
+                .filter(|(_, s)| s.moved_to.is_none())
                 .map(|(_, s)| {
                     serde_json::json!({
                         "session": s.sid, "web_client": s.web_client, "native_client": s.native_client,

@@ -215,7 +215,7 @@ impl Gateway {
             let hash = SecretHash::of(value.as_bytes());
             match crate::session::check(h, &hash).await {
                 Check::Unbound => {}
-                Check::Alive(s) => ctx.sessions.push((name.clone(), hash, s)),
+                Check::Alive(live, s) => ctx.sessions.push((name.clone(), live, s)),
                 Check::Dead(reason) => {
                     h.metrics.sessions.with_label_values(&[reason]).inc();
                     dead.push(name.clone());
@@ -355,7 +355,7 @@ impl Gateway {
         let h = &self.h;
         let hash = SecretHash::of(value.as_bytes());
         let now = h.clock.now_secs();
-        let (session, txid) = if let Some(tx) = &ctx.tx {
+        let (session, txid, previous) = if let Some(tx) = &ctx.tx {
             let s = WebSession {
                 sid: tx.sid.clone(),
                 sub: tx.sub.clone(),
@@ -368,16 +368,24 @@ impl Gateway {
                 last_seen: now,
                 ip: tx.ip,
                 revoked: false,
+                moved_to: None,
             };
-            (s, Some(tx.txid.clone()))
-        } else if let Some((_, _, s)) = ctx
+            (s, Some(tx.txid.clone()), None)
+        } else if let Some((_, h0, s)) = ctx
             .sessions
             .iter()
             .find(|(n, h0, _)| n == name && *h0 != hash)
         {
-            // The IdP replaced the cookie of a bound session: the new value inherits
-            // the binding, or it would escape the session's limits.
-            (s.clone(), None)
+            // The IdP replaced the cookie of a bound session: the new value carries
+            // the session on (one state, so idle time, refresh-token bindings and
+            // revocation keep working whichever cookie is presented), and the old
+            // record points at it.
+            let carried = WebSession {
+                last_seen: now,
+                moved_to: None,
+                ..s.clone()
+            };
+            (carried, None, Some(*h0))
         } else {
             return true;
         };
@@ -387,6 +395,12 @@ impl Gateway {
             .await
         {
             Ok(BindOutcome::Bound) => {
+                if let Some(old) = previous {
+                    if let Err(e) = h.store.move_session(&old, &hash).await {
+                        tracing::warn!(error = %e, sid = %session.sid, "could not point the old session cookie at the new one");
+                    }
+                    h.sessions.forget(&old);
+                }
                 h.metrics.sessions.with_label_values(&["bound"]).inc();
                 ctx.bound = Some((hash, session.clone()));
                 tracing::info!(sid = %session.sid, lineage = %session.lineage, cookie = name, absolute_exp = session.absolute_exp, "web session bound");

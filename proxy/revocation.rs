@@ -64,10 +64,14 @@ pub async fn revoke_cookie(
     cookie: &SecretHash,
     why: &'static str,
 ) -> Result<bool, StoreError> {
-    let Some(s) = h.store.session_by_cookie(cookie).await? else {
+    // The session's current record (the IdP may have rotated the cookie since).
+    let Some((current, s)) = crate::session::current(h, cookie).await? else {
         return Ok(false);
     };
-    h.store.revoke_session(cookie, &s).await?;
+    h.store.revoke_session(&current, &s).await?;
+    if current != *cookie {
+        h.store.revoke_session(cookie, &s).await?;
+    }
     h.metrics
         .revocations
         .with_label_values(&["session", why])

@@ -27,8 +27,8 @@ use std::sync::Mutex;
 pub enum Check {
     /// Not bound by handoff: pass untouched.
     Unbound,
-    /// A live transfer session.
-    Alive(WebSession),
+    /// A live transfer session, with the hash of the cookie its current record is under.
+    Alive(SecretHash, WebSession),
     /// Expired or revoked (the reason is a metric label).
     Dead(&'static str),
 }
@@ -108,54 +108,117 @@ fn judge(s: &WebSession, now: u64) -> Option<&'static str> {
     }
 }
 
-/// Checks the session bound to the cookie with hash `cookie`, sliding its idle time.
-pub async fn check(h: &Handoff, cookie: &SecretHash) -> Check {
+/// Reads a cookie's session state: fresh from the cache, else from the store,
+/// else (store down) the last known state within the outage grace.
+async fn load(
+    h: &Handoff,
+    cookie: &SecretHash,
+    now_ms: u64,
+) -> Result<(Option<WebSession>, bool), &'static str> {
     let cfg = &h.config.session;
-    let now_ms = h.clock.now_ms();
-    let now = now_ms / 1000;
     let cached = h.sessions.get(cookie);
     let invalidated = h.sessions.invalidated_ms();
     let fresh = cached.as_ref().filter(|c| {
         c.fetched_ms > invalidated
             && now_ms.saturating_sub(c.fetched_ms) < cfg.cache_ttl.as_millis() as u64
     });
-    let (state, from_cache) = match fresh {
-        Some(c) => (c.session.clone(), true),
-        None => match h.store.session_by_cookie(cookie).await {
-            Ok(s) => {
-                h.sessions.put(*cookie, s.clone(), now_ms);
-                (s, false)
-            }
-            Err(e) => {
-                h.metrics
-                    .store_errors
-                    .with_label_values(&["session_by_cookie"])
-                    .inc();
-                match cached.filter(|c| {
-                    now_ms.saturating_sub(c.fetched_ms) < cfg.outage_grace.as_millis() as u64
-                }) {
-                    Some(c) => {
-                        tracing::warn!(error = %e, cookie = ?cookie, "store unavailable: using the last known session state");
-                        (c.session, true)
-                    }
-                    None => {
-                        tracing::warn!(error = %e, cookie = ?cookie, "store unavailable and no recent state: treating the session as expired");
-                        return Check::Dead("store_unavailable");
-                    }
+    if let Some(c) = fresh {
+        return Ok((c.session.clone(), true));
+    }
+    match h.store.session_by_cookie(cookie).await {
+        Ok(s) => {
+            h.sessions.put(*cookie, s.clone(), now_ms);
+            Ok((s, false))
+        }
+        Err(e) => {
+            h.metrics
+                .store_errors
+                .with_label_values(&["session_by_cookie"])
+                .inc();
+            match cached.filter(|c| {
+                now_ms.saturating_sub(c.fetched_ms) < cfg.outage_grace.as_millis() as u64
+            }) {
+                Some(c) => {
+                    tracing::warn!(error = %e, cookie = ?cookie, "store unavailable: using the last known session state");
+                    Ok((c.session, true))
+                }
+                None => {
+                    tracing::warn!(error = %e, cookie = ?cookie, "store unavailable and no recent state: treating the session as expired");
+                    Err("store_unavailable")
                 }
             }
-        },
+        }
+    }
+}
+
+/// How many cookie rotations a lookup follows.
+const MAX_MOVES: usize = 8;
+
+/// The current record of the session a cookie hash was bound to, following the
+/// IdP's cookie rotations, read from the store (no cache): for decisions that
+/// must not be stale (refresh grants, revocations).
+pub async fn current(
+    h: &Handoff,
+    cookie: &SecretHash,
+) -> Result<Option<(SecretHash, WebSession)>, crate::store::StoreError> {
+    let mut key = *cookie;
+    for _ in 0..=MAX_MOVES {
+        let Some(s) = h.store.session_by_cookie(&key).await? else {
+            return Ok(None);
+        };
+        match s.moved_to.as_deref().and_then(SecretHash::from_hex) {
+            Some(next) => key = next,
+            None => return Ok(Some((key, s))),
+        }
+    }
+    Ok(None)
+}
+
+/// Checks the session bound to the cookie with hash `cookie`, sliding its idle time.
+///
+/// When the IdP replaced the session's cookie (oidc-provider re-keys its session
+/// after an interaction), the old cookie's record points at the new one
+/// (`moved_to`): one web session, one state, whichever cookie a request carries.
+/// The state judged — and touched — is always the current one.
+pub async fn check(h: &Handoff, cookie: &SecretHash) -> Check {
+    let now_ms = h.clock.now_ms();
+    let now = now_ms / 1000;
+    let mut key = *cookie;
+    let (mut state, mut from_cache) = match load(h, &key, now_ms).await {
+        Ok(x) => x,
+        Err(reason) => return Check::Dead(reason),
     };
+    for _ in 0..MAX_MOVES {
+        let Some(next) = state
+            .as_ref()
+            .and_then(|s| s.moved_to.as_deref())
+            .and_then(SecretHash::from_hex)
+        else {
+            break;
+        };
+        key = next;
+        (state, from_cache) = match load(h, &key, now_ms).await {
+            Ok((Some(s), c)) => (Some(s), c),
+            // The successor is gone: nothing current to hold the session to.
+            Ok((None, _)) => return Check::Dead("expired_absolute"),
+            Err(reason) => return Check::Dead(reason),
+        };
+    }
     let Some(mut s) = state else {
         return Check::Unbound;
     };
+    if s.moved_to.is_some() {
+        // More rotations than anyone makes: refuse rather than loop.
+        return Check::Dead("revoked");
+    }
     if let Some(mut reason) = judge(&s, now) {
         if from_cache && reason == "expired_idle" {
             // Another instance may have seen the session used since we cached it.
-            if let Ok(Some(newer)) = h.store.session_by_cookie(cookie).await {
-                h.sessions.put(*cookie, Some(newer.clone()), now_ms);
+            if let Ok(Some(newer)) = h.store.session_by_cookie(&key).await {
+                h.sessions.put(key, Some(newer.clone()), now_ms);
                 match judge(&newer, now) {
-                    None => return touch(h, cookie, newer, now).await,
+                    None if newer.moved_to.is_none() => return touch(h, &key, newer, now).await,
+                    None => reason = "revoked",
                     Some(r) => reason = r,
                 }
                 s = newer;
@@ -164,7 +227,7 @@ pub async fn check(h: &Handoff, cookie: &SecretHash) -> Check {
         tracing::info!(sid = %s.sid, lineage = %s.lineage, reason, "web session ended");
         return Check::Dead(reason);
     }
-    touch(h, cookie, s, now).await
+    touch(h, &key, s, now).await
 }
 
 async fn touch(h: &Handoff, cookie: &SecretHash, mut s: WebSession, now: u64) -> Check {
@@ -184,7 +247,7 @@ async fn touch(h: &Handoff, cookie: &SecretHash, mut s: WebSession, now: u64) ->
         }
         h.metrics.session_touches.inc();
     }
-    Check::Alive(s)
+    Check::Alive(*cookie, s)
 }
 
 /// Revokes a session now (store and local cache).
@@ -219,6 +282,7 @@ mod tests {
             last_seen,
             ip: "127.0.0.1".parse().unwrap(),
             revoked: false,
+            moved_to: None,
         }
     }
 

@@ -320,8 +320,8 @@ async fn refresh_grant(h: &Handoff, rt: &Secret, f: &Forward<'_>) -> Action {
             .as_deref()
             .and_then(SecretHash::from_hex)
         {
-            let alive = match h.store.session_by_cookie(&cookie).await {
-                Ok(Some(s)) => {
+            let alive = match crate::session::current(h, &cookie).await {
+                Ok(Some((_, s))) => {
                     let now = h.clock.now_secs();
                     !s.revoked && now < s.absolute_exp && now < s.idle_exp()
                 }

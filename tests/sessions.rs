@@ -417,9 +417,20 @@ async fn store_outage_keeps_known_sessions_for_the_grace_then_expires_them() {
     assert!(logged_in(&with_session(&w, &a, &s).await));
     w.redis.as_mut().unwrap().stop();
     w.hd.clock.advance_secs(5);
+    // Within the grace the session is alive: the IdP sees it and signs the user in;
+    // the code it issues cannot be recorded with the store down, so handoff turns
+    // it into an error redirect rather than let it escape mediation.
+    let r = with_session(&w, &a, &s).await;
+    assert_eq!(r.status, 302, "last known state within the grace: {r:?}");
+    assert!(r
+        .header("location")
+        .unwrap()
+        .contains("error=temporarily_unavailable"));
+    let seen = w.idp.requests().into_iter().next_back().unwrap();
     assert!(
-        logged_in(&with_session(&w, &a, &s).await),
-        "last known state within the grace"
+        seen.header("cookie")
+            .is_some_and(|c| c.contains("_session=")),
+        "the IdP saw the session"
     );
     w.hd.clock.advance_secs(6);
     let r = with_session(&w, &a, &s).await;

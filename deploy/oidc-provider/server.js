@@ -140,7 +140,7 @@ export function createIdp(o) {
     .map((u) => new URL(u).href));
   const fetchFn = (url, options) => {
     if (backchannelUris.has(new URL(url).href)) {
-      const { dispatcher, ...rest } = options;
+      const { dispatcher: _ssrfGuard, ...rest } = options;
       return globalThis.fetch(url, rest);
     }
     return globalThis.fetch(url, options);

@@ -393,6 +393,20 @@ impl Store for MemoryStore {
         Ok(())
     }
 
+    async fn move_session(&self, old: &SecretHash, new: &SecretHash) -> Result<(), StoreError> {
+        let now = self.clock.now_ms();
+        let mut m = self.lock();
+        let key = self.keys.cookie(old);
+        if m.get(&key, now).is_some() {
+            if let Some(e) = m.entries.get_mut(&key) {
+                e.value =
+                    e.value
+                        .replacen(UNMOVED_MARK, &format!("\"moved_to\":\"{}\"", new.hex()), 1);
+            }
+        }
+        Ok(())
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
     }

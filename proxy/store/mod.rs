@@ -86,6 +86,11 @@ pub struct WebSession {
     /// dead instead of looking unbound.
     #[serde(default)]
     pub revoked: bool,
+    /// When the IdP replaced this session's cookie: the hash (hex) of the new one,
+    /// whose record holds the session's state from then on. Always serialized
+    /// (as `null` when unset), so scripts can set it without decoding.
+    #[serde(default)]
+    pub moved_to: Option<String>,
 }
 
 impl WebSession {
@@ -361,6 +366,10 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         session: &WebSession,
     ) -> Result<(), StoreError>;
 
+    /// Marks the record under `old` as replaced by the one under `new` (the IdP
+    /// rotated its session cookie), keeping its TTL; a revoked record stays revoked.
+    async fn move_session(&self, old: &SecretHash, new: &SecretHash) -> Result<(), StoreError>;
+
     /// Revokes one web session: its record becomes a tombstone (`revoked`), keeping
     /// its TTL.
     async fn revoke_session(
@@ -480,6 +489,8 @@ fn decode<T: for<'de> Deserialize<'de>>(what: &str, bytes: &[u8]) -> Result<T, S
 const REVOKED_MARK: &str = "\"revoked\":true";
 /// How a live session record reads.
 const LIVE_MARK: &str = "\"revoked\":false";
+/// How a record that was never replaced reads.
+const UNMOVED_MARK: &str = "\"moved_to\":null";
 
 /// A hop count that marks a login transaction as ended.
 const TX_ENDED: u32 = 1_000_000;

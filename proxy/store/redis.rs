@@ -86,6 +86,16 @@ redis.call('SET', KEYS[1], t, 'KEEPTTL')
 return 1
 "#;
 
+/// Points an old session record at its successor, keeping its TTL. KEYS: ck. ARGV: new hash.
+const MOVE_SESSION: &str = r#"
+local v = redis.call('GET', KEYS[1])
+if not v then return 0 end
+local t, n = string.gsub(v, '"moved_to":null', '"moved_to":"' .. ARGV[1] .. '"', 1)
+if n == 0 then return 0 end
+redis.call('SET', KEYS[1], t, 'KEEPTTL')
+return 1
+"#;
+
 /// The lineage-slot half of a cascade: mark revoked, return the bound cookie
 /// hashes. KEYS: revoked, sess. ARGV: ttl s.
 const REVOKE_LINEAGE: &str = r#"
@@ -119,6 +129,7 @@ pub struct RedisStore {
     touch: Script,
     revoke_session: Script,
     revoke_lineage: Script,
+    move_session: Script,
     source: Source,
 }
 
@@ -358,6 +369,7 @@ impl RedisStore {
             touch: Script::new(TOUCH),
             revoke_session: Script::new(REVOKE_SESSION),
             revoke_lineage: Script::new(REVOKE_LINEAGE),
+            move_session: Script::new(MOVE_SESSION),
             source,
         }
     }
@@ -734,6 +746,19 @@ impl Store for RedisStore {
             .run(
                 self.revoke_session
                     .key(self.keys.cookie(cookie))
+                    .invoke_async(&mut c),
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn move_session(&self, old: &SecretHash, new: &SecretHash) -> Result<(), StoreError> {
+        let mut c = self.conn.clone();
+        let _: i64 = self
+            .run(
+                self.move_session
+                    .key(self.keys.cookie(old))
+                    .arg(new.hex())
                     .invoke_async(&mut c),
             )
             .await?;

@@ -19,7 +19,12 @@
 //    is refused.
 // 4. logout at the IdP (RP-initiated, through handoff): oidc-provider sends a
 //    back-channel logout to handoff; the web session named by its sid is dead,
-//    another session of the same user and lineage lives on.
+//    another session of the same user and lineage lives on; its refresh token,
+//    which oidc-provider keeps across a logout (offline_access), is refused by
+//    handoff and revoked at the IdP.
+// 5, 6. the same two after oidc-provider re-keyed `_session`
+//    (a new cookie value for the same session, on any interaction in it): the
+//    refresh token must follow the session, not the cookie value it started with.
 //
 // After every test: no STT in handoff's output; the flow tests also check all the
 // IdP received and logged. No token handoff mediated is in its output or stored in
@@ -205,6 +210,21 @@ describe('refresh tokens and revocation through handoff', { timeout: 60_000 }, (
     return [...bySid.values()];
   }
 
+  /**
+   * Makes oidc-provider re-key the browser's IdP session (a new `_session` value
+   * for the same session): the web app runs another authorization with
+   * prompt=consent, so the IdP goes through an interaction, and its resume step
+   * gives an existing session a new id.
+   */
+  async function rekey(b, client) {
+    const before = (await b.cookie('_session')).value;
+    const login = client.begin({ extra: { prompt: 'consent' } });
+    const nav = await b.navigate(login.url);
+    assert.ok(nav.exit && !nav.hops.some((h) => isLoginPage(h.res)), `re-authorization with prompt=consent completes: ${hopSummary(nav.hops).join(' | ')}`);
+    await client.finish(login, nav.exit);
+    assert.notEqual((await b.cookie('_session')).value, before, 'oidc-provider gave the session a new _session value');
+  }
+
   /** The lineage (and handoff's session id) the IdP was told about in the assertions of a login. */
   function assertionClaimsSince(from) {
     return stack.idpRequests.slice(from).filter((r) => r.headers['x-handoff-assertion'])
@@ -377,13 +397,54 @@ describe('refresh tokens and revocation through handoff', { timeout: 60_000 }, (
     assert.ok(stack.idpRequests.slice(from).every((q) => !/(?:^|;\s*)_session=/.test(q.headers.cookie ?? '')), 'handoff removed the dead _session before the IdP');
     const gone = res.setCookies.map(parseSetCookie).filter((c) => c.name === '_session');
     assert.ok(gone.some((c) => Number(c.attrs['max-age']) === 0), `handoff expired _session (got: ${res.setCookies.map(redact).join(' / ')})`);
-    // Its online refresh token is refused by handoff itself.
+    // oidc-provider keeps offline_access grants across a logout (persistsLogout):
+    // the IdP still holds the refresh token and would honour it ...
+    const held = await stack.provider.RefreshToken.find(out.tokens.refresh_token);
+    assert.ok(held && !held.consumed, 'after the logout the IdP still holds the web refresh token');
+    // ... so handoff refuses it itself, and revokes it at the IdP.
     const from2 = stack.idpRequests.length;
     assertRefusedByHandoff(await webRt.refresh(out.tokens.refresh_token), out.tokens.refresh_token, from2, 'refresh token of a logged-out session');
+    await revokedAtIdp(out.tokens.refresh_token, RT_CLIENT.clientId, RT_CLIENT.secret);
     // The other session of bob (another browser, same lineage) is untouched: the logout token named a sid.
     assert.equal((await reauthorize(stays.b, web, 'bob')).alive, true, 'the other session lives on');
     const states = (await adminSessions('bob')).map((s) => `${s.web_client}:${s.state}`).sort();
     assert.deepEqual(states, ['web-app-rt:revoked', 'web-app:active'], 'admin API');
+    assertNoSttLeak(stack, stts);
+  });
+
+  // oidc-provider re-keys `_session` on every interaction in an existing session:
+  // online refresh tokens and back-channel logout must follow the web session
+  // across the new cookie values, not stay with the first one.
+
+  test('online refresh token after the IdP re-keyed _session: usable while its session is in use', async () => {
+    const { b, tokens } = await transferLogin(app, webRt, 'rekey-live');
+    await rekey(b, webRt);
+    // Keep using the session (the new cookie) past the idle limit counted from the re-key.
+    const started = Date.now();
+    while (Date.now() - started < (IDLE + 1) * 1000) {
+      await sleep(1500);
+      assert.equal((await reauthorize(b, webRt, 'alice')).alive, true, 'the session is alive and in use');
+    }
+    const r = await webRt.refresh(tokens.refresh_token);
+    assert.equal(r.status, 200, `the refresh token of a live, used session: ${r.status} ${r.text}`);
+    assertNoSttLeak(stack, stts);
+  });
+
+  test('back-channel logout after the IdP re-keyed _session: the refresh token is refused', async () => {
+    const native = new NativeApp(stack);
+    await native.login('bob', 'bob-password');
+    const { b, tokens } = await transferLogin(native, webRt, 'rekey-logout');
+    await rekey(b, webRt);
+    const page = await b.navigate(`/session/end?client_id=${RT_CLIENT.clientId}`);
+    const xsrf = /name="xsrf" value="([^"]+)"/.exec(page.final.text)?.[1];
+    assert.ok(xsrf, 'the logout form');
+    const f = form({ xsrf, logout: 'yes' });
+    const done = await b.navigate('/session/end/confirm', { method: 'POST', body: f.body, headers: f.headers });
+    assert.match(done.final.text, /id="signed-out"/);
+    const from = stack.idpRequests.length;
+    assertRefusedByHandoff(await webRt.refresh(tokens.refresh_token), tokens.refresh_token, from, 'refresh token of a logged-out (re-keyed) session');
+    const states = new Set((await adminSessions('bob')).filter((s) => s.web_client === RT_CLIENT.clientId).map((s) => s.state));
+    assert.deepEqual([...states], ['revoked']);
     assertNoSttLeak(stack, stts);
   });
 
