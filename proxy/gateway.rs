@@ -215,7 +215,7 @@ impl Gateway {
             let hash = SecretHash::of(value.as_bytes());
             match crate::session::check(h, &hash).await {
                 Check::Unbound => {}
-                Check::Alive(live, s) => ctx.sessions.push((name.clone(), live, s)),
+                Check::Alive(live, s) => ctx.sessions.push((name.clone(), live, *s)),
                 Check::Dead(reason) => {
                     h.metrics.sessions.with_label_values(&[reason]).inc();
                     dead.push(name.clone());

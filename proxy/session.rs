@@ -28,7 +28,7 @@ pub enum Check {
     /// Not bound by handoff: pass untouched.
     Unbound,
     /// A live transfer session, with the hash of the cookie its current record is under.
-    Alive(SecretHash, WebSession),
+    Alive(SecretHash, Box<WebSession>),
     /// Expired or revoked (the reason is a metric label).
     Dead(&'static str),
 }
@@ -247,7 +247,7 @@ async fn touch(h: &Handoff, cookie: &SecretHash, mut s: WebSession, now: u64) ->
         }
         h.metrics.session_touches.inc();
     }
-    Check::Alive(*cookie, s)
+    Check::Alive(*cookie, Box::new(s))
 }
 
 /// Revokes a session now (store and local cache).
