@@ -10,6 +10,44 @@
 use ipnet::IpNet;
 use std::net::IpAddr;
 
+/// Which forwarding header the trusted proxies write (only that one is read: a
+/// proxy that appends to `X-Forwarded-For` passes a client's own `Forwarded`
+/// through untouched, and the other way round).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ForwardedHeader {
+    /// `X-Forwarded-For` (nginx, HAProxy, cloud load balancers).
+    #[default]
+    XForwardedFor,
+    /// RFC 7239 `Forwarded`.
+    Forwarded,
+}
+
+/// The address that stands for "client unknown": a trusted proxy sent a
+/// forwarding header that cannot be read. Bindings never hold for it.
+pub const UNKNOWN: IpAddr = IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED);
+
+/// The client IP of a request from `peer`, given the raw values of the forwarding
+/// header the trusted proxies write (`None` for a value that is not UTF-8).
+pub fn client_ip_from(
+    peer: IpAddr,
+    which: ForwardedHeader,
+    values: &[Option<&str>],
+    trusted: &[IpNet],
+) -> IpAddr {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.contains(&canonical(*ip)));
+    if !is_trusted(&peer) {
+        return canonical(peer);
+    }
+    if values.iter().any(Option::is_none) {
+        return UNKNOWN;
+    }
+    let values: Vec<&str> = values.iter().flatten().copied().collect();
+    match which {
+        ForwardedHeader::XForwardedFor => client_ip(peer, &values, &[], trusted),
+        ForwardedHeader::Forwarded => client_ip(peer, &[], &values, trusted),
+    }
+}
+
 /// The client IP of a request that arrived from `peer` with these forwarding
 /// headers (`x_forwarded_for`: every `X-Forwarded-For` value in order;
 /// `forwarded`: every `Forwarded` value in order).
@@ -54,8 +92,8 @@ pub fn client_ip(
                     return client;
                 }
             }
-            // An unparseable hop ends the chain: nothing to its left can be believed.
-            None => return client,
+            // An unparseable hop from a trusted proxy: the client is unknown.
+            None => return UNKNOWN,
         }
     }
     client
@@ -136,10 +174,49 @@ mod tests {
         );
         // no header: the peer
         assert_eq!(client_ip(ip("10.0.0.2"), &[], &[], &t), ip("10.0.0.2"));
-        // garbage stops the walk at the last believable hop
+        // garbage from a trusted proxy: the client is unknown
         assert_eq!(
             client_ip(ip("10.0.0.2"), &["1.1.1.1, garbage"], &[], &t),
-            ip("10.0.0.2")
+            UNKNOWN
+        );
+    }
+
+    #[test]
+    fn only_the_configured_header_is_read() {
+        let t = nets(&["10.0.0.0/8"]);
+        // A client-sent Forwarded passes through an XFF-appending proxy: ignored.
+        assert_eq!(
+            client_ip_from(
+                ip("10.0.0.2"),
+                ForwardedHeader::XForwardedFor,
+                &[Some("198.51.100.7")],
+                &t
+            ),
+            ip("198.51.100.7")
+        );
+        assert_eq!(
+            client_ip_from(
+                ip("10.0.0.2"),
+                ForwardedHeader::Forwarded,
+                &[Some("for=192.0.2.1")],
+                &t
+            ),
+            ip("192.0.2.1")
+        );
+        // Non-UTF-8 from a trusted proxy: unknown, never the proxy itself.
+        assert_eq!(
+            client_ip_from(ip("10.0.0.2"), ForwardedHeader::XForwardedFor, &[None], &t),
+            UNKNOWN
+        );
+        // Untrusted peer: its headers mean nothing.
+        assert_eq!(
+            client_ip_from(
+                ip("203.0.113.1"),
+                ForwardedHeader::XForwardedFor,
+                &[None],
+                &t
+            ),
+            ip("203.0.113.1")
         );
     }
 

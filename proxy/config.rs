@@ -238,8 +238,10 @@ pub struct Config {
     /// The public host of the IdP as browsers see it; the mint audience is
     /// `urn:{public_host}:session_transfer`.
     pub public_host: String,
-    /// Peers whose `X-Forwarded-For`/`Forwarded` are believed.
+    /// Peers whose forwarding header is believed.
     pub trusted_proxies: Vec<IpNet>,
+    /// The forwarding header those proxies write (only it is read).
+    pub forwarded_header: crate::client_ip::ForwardedHeader,
     /// Largest request body handoff reads itself (token endpoint), ≤ 64 KiB.
     pub max_body_bytes: usize,
     /// The IdP.
@@ -395,6 +397,7 @@ struct FileServer {
     public_host: Option<String>,
     #[serde(default)]
     trusted_proxies: Vec<String>,
+    forwarded_header: Option<String>,
     max_body_bytes: Option<usize>,
 }
 
@@ -614,6 +617,21 @@ impl Validator<'_> {
                 )
             })?);
         }
+        let forwarded_header = match s
+            .forwarded_header
+            .as_deref()
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
+            None | Some("x-forwarded-for") => crate::client_ip::ForwardedHeader::XForwardedFor,
+            Some("forwarded") => crate::client_ip::ForwardedHeader::Forwarded,
+            Some(other) => {
+                return Err(self.err(
+                    "server.forwarded_header",
+                    format!("{other:?}: expected \"x-forwarded-for\" or \"forwarded\""),
+                ))
+            }
+        };
         let max_body_bytes = s.max_body_bytes.unwrap_or(16 * 1024);
         if !(1024..=64 * 1024).contains(&max_body_bytes) {
             return Err(self.err("server.max_body_bytes", "must be between 1024 and 65536 (bodies handoff reads are replayed to the IdP from a 64 KiB buffer)"));
@@ -1018,8 +1036,12 @@ impl Validator<'_> {
             se.retention.as_deref(),
             Duration::from_secs(14 * 24 * 3600),
         )?;
-        if retention > Duration::from_secs(365 * 24 * 3600) {
-            return Err(self.err("session.retention", "must be at most 365d"));
+        if retention < Duration::from_secs(3600) || retention > Duration::from_secs(365 * 24 * 3600)
+        {
+            return Err(self.err(
+                "session.retention",
+                "must be between 1h and 365d, and at least the IdP's own session lifetime",
+            ));
         }
         let session = SessionConfig {
             retention,
@@ -1067,6 +1089,7 @@ impl Validator<'_> {
             threads,
             public_host,
             trusted_proxies,
+            forwarded_header,
             max_body_bytes,
             upstream,
             store,

@@ -53,6 +53,29 @@ pub fn take_cookies(headers: &[&[u8]], names: &[&str]) -> (Option<Vec<u8>>, Vec<
     (rest, taken)
 }
 
+/// Every value of cookies named `name` in the `Cookie` header values, in order
+/// (duplicates happen, and IdPs differ in which one they read).
+pub fn find_cookies(headers: &[&[u8]], name: &str) -> Vec<String> {
+    headers
+        .iter()
+        .flat_map(|h| h.split(|b| *b == b';'))
+        .filter_map(|seg| {
+            let seg = seg.trim_ascii();
+            let i = seg.iter().position(|b| *b == b'=')?;
+            (seg[..i].trim_ascii() == name.as_bytes()).then(|| unquote(seg[i + 1..].trim_ascii()))
+        })
+        .collect()
+}
+
+/// A cookie value without RFC 6265's optional double quotes, as text.
+fn unquote(v: &[u8]) -> String {
+    let v = v
+        .strip_prefix(b"\"")
+        .and_then(|v| v.strip_suffix(b"\""))
+        .unwrap_or(v);
+    String::from_utf8_lossy(v).into_owned()
+}
+
 /// The value of the first cookie named `name` in the `Cookie` header values.
 pub fn find_cookie(headers: &[&[u8]], name: &str) -> Option<String> {
     headers
@@ -176,7 +199,8 @@ pub fn rewrite_set_cookie(
         };
         c.set_expires(expires);
     }
-    let session_cookie = (!deletion).then(|| (c.name().to_string(), c.value().to_string()));
+    // The value as the browser will send it back (quotes stripped, like find_cookie).
+    let session_cookie = (!deletion).then(|| (c.name().to_string(), c.value_trimmed().to_string()));
     Some(Rewritten {
         header: c.to_string(),
         session_cookie,
@@ -208,6 +232,19 @@ pub fn host_cookie(name: &str, token: &str, max_age_secs: i64) -> String {
         .same_site(SameSite::Lax)
         .path("/")
         .max_age(time::Duration::seconds(max_age_secs.max(0)))
+        .build()
+        .to_string()
+}
+
+/// `Set-Cookie` that removes a cookie set with `Domain=domain` (a cookie is only
+/// removed by a `Set-Cookie` with the same domain and path).
+pub fn expire_cookie_in_domain(name: &str, domain: &str) -> String {
+    Cookie::build((name, ""))
+        .secure(true)
+        .http_only(true)
+        .path("/")
+        .domain(domain.to_string())
+        .max_age(time::Duration::ZERO)
         .build()
         .to_string()
 }

@@ -16,7 +16,6 @@
 
 use crate::app::Handoff;
 use crate::assertion::{self, AssertionFacts};
-use crate::client_ip::client_ip;
 use crate::config::HostHeader;
 use crate::cookies;
 use crate::mint::{self, parse_token_body, OAuthError};
@@ -96,6 +95,14 @@ pub struct Ctx {
     sessions: Vec<(String, SecretHash, WebSession)>,
     /// IdP session cookies that were dead: removed, and expired in the browser.
     expire_sessions: Vec<String>,
+    /// A transaction that may no longer attach assertions (other IP, out of hops or
+    /// time, store trouble) but whose session must still be bound if the IdP sets
+    /// its cookie now: an unbound transfer session would have no limits at all.
+    bind_only: Option<Transaction>,
+    /// The transaction's session got bound in this response.
+    tx_done: bool,
+    /// `X-Forwarded-Proto` as a trusted proxy sent it (`http`/`https` only).
+    forwarded_proto: Option<String>,
     /// The session this response bound (cookie hash and record).
     bound: Option<(SecretHash, WebSession)>,
     /// `client_id` of this request's query, if any.
@@ -145,16 +152,9 @@ fn query_param(query: &str, param: &str) -> Option<String> {
         .map(|(_, v)| v.into_owned())
 }
 
-fn header_values<'a>(req: &'a RequestHeader, name: &str) -> Vec<&'a str> {
-    req.headers
-        .get_all(name)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .collect()
-}
-
 /// SHA-256 over the configured request attributes (SPEC §4.2 `fingerprint`), or
-/// None when none are configured.
+/// None when none are configured or one of them is missing (a fingerprint
+/// binding then fails).
 pub fn fingerprint(req: &RequestHeader, names: &[String]) -> Option<[u8; 32]> {
     if names.is_empty() {
         return None;
@@ -163,9 +163,10 @@ pub fn fingerprint(req: &RequestHeader, names: &[String]) -> Option<[u8; 32]> {
     for n in names {
         ctx.update(n.as_bytes());
         ctx.update(b"\0");
-        if let Some(v) = req.headers.get(n.as_str()) {
-            ctx.update(v.as_bytes());
-        }
+        // A missing attribute makes no fingerprint at all: two requests that
+        // both lack it must not "match".
+        let v = req.headers.get(n.as_str())?;
+        ctx.update(v.as_bytes());
         ctx.update(b"\0");
     }
     let mut out = [0u8; 32];
@@ -203,26 +204,49 @@ async fn respond_json(session: &mut Session, status: u16, body: &serde_json::Val
 }
 
 impl Gateway {
-    /// Checks every IdP session cookie in `cookie_header`; live transfer sessions go
-    /// to `ctx.sessions`; returns the names of dead ones.
-    async fn check_sessions(&self, cookie_header: &[u8], ctx: &mut Ctx) -> Vec<String> {
+    /// Checks every IdP session cookie in `cookie_header` — every occurrence of each
+    /// name, since an IdP may read any of duplicates. Live transfer sessions go to
+    /// `ctx.sessions`. Returns the names to take out of the request; those whose
+    /// session is over are also expired in the browser (`ctx.expire_sessions`), but
+    /// not when the store merely could not say (a store outage must not log users
+    /// out of sessions that may be perfectly good: SPEC §5).
+    async fn check_sessions(
+        &self,
+        cookie_header: &[u8],
+        ctx: &mut Ctx,
+        transfer_unsafe: bool,
+    ) -> Vec<String> {
         let h = &self.h;
-        let mut dead = Vec::new();
+        let mut strip = Vec::new();
         for name in &h.config.session.cookie_names {
-            let Some(value) = cookies::find_cookie(&[cookie_header], name) else {
-                continue;
-            };
-            let hash = SecretHash::of(value.as_bytes());
-            match crate::session::check(h, &hash).await {
-                Check::Unbound => {}
-                Check::Alive(live, s) => ctx.sessions.push((name.clone(), live, *s)),
-                Check::Dead(reason) => {
-                    h.metrics.sessions.with_label_values(&[reason]).inc();
-                    dead.push(name.clone());
+            let mut alive = Vec::new();
+            let mut dead_reason = None;
+            for value in cookies::find_cookies(&[cookie_header], name) {
+                let hash = SecretHash::of(value.as_bytes());
+                match crate::session::check(h, &hash).await {
+                    Check::Unbound => {}
+                    Check::Alive(live, s) => alive.push((name.clone(), live, *s)),
+                    Check::Dead(reason) => {
+                        h.metrics.sessions.with_label_values(&[reason]).inc();
+                        dead_reason.get_or_insert(reason);
+                    }
                 }
             }
+            if let Some(reason) = dead_reason {
+                strip.push(name.clone());
+                if reason != "store_unavailable" {
+                    ctx.expire_sessions.push(name.clone());
+                }
+            } else if !alive.is_empty() && transfer_unsafe {
+                // The request asks for a response the token endpoint could not
+                // mediate (form_post, fragment, JARM, hybrid): within a transfer
+                // session that is an ordinary login instead.
+                strip.push(name.clone());
+            } else {
+                ctx.sessions.extend(alive);
+            }
         }
-        dead
+        strip
     }
 
     /// A request carrying a transaction cookie: open it, check time and IP, count
@@ -230,7 +254,13 @@ impl Gateway {
     async fn continue_transaction(&self, sealed: &str, ctx: &mut Ctx) {
         let h = &self.h;
         let cfg = &h.config.session;
-        let tx = match h.tx_key.open(sealed) {
+        let opened = h.tx_key.open(sealed);
+        if let Some(t) = &opened {
+            if t.absolute_exp > h.clock.now_secs() {
+                ctx.bind_only = Some(t.clone());
+            }
+        }
+        let tx = match opened {
             Some(tx) if tx.exp > h.clock.now_secs() && tx.ip == ctx.client_ip => tx,
             other => {
                 let outcome = match other {
@@ -298,6 +328,10 @@ impl Gateway {
             exp: now + h.config.session.transaction_ttl.as_secs(),
             absolute_exp: now + r.decision.session_absolute.as_secs(),
             idle_secs: r.decision.session_idle.as_secs(),
+            refresh: crate::store::RefreshPolicy {
+                allow: r.decision.allow_refresh_token,
+                online: r.decision.enforce_online_refresh_tokens,
+            },
         };
         ctx.new_tx_cookie = Some(h.tx_key.seal(&tx));
         ctx.tx = Some(tx);
@@ -323,6 +357,7 @@ impl Gateway {
         let cap = ctx
             .tx
             .as_ref()
+            .or(ctx.bind_only.as_ref())
             .map(|t| t.absolute_exp)
             .or_else(|| ctx.sessions.first().map(|(_, _, s)| s.absolute_exp))
             .map(|a| (a, now));
@@ -346,6 +381,11 @@ impl Gateway {
         for v in out {
             resp.append_header(header::SET_COOKIE, v)?;
         }
+        if ctx.tx_done {
+            ctx.tx = None;
+            ctx.bind_only = None;
+            ctx.expire_tx = ctx.new_tx_cookie.take().is_none();
+        }
         Ok(())
     }
 
@@ -355,7 +395,8 @@ impl Gateway {
         let h = &self.h;
         let hash = SecretHash::of(value.as_bytes());
         let now = h.clock.now_secs();
-        let (session, txid, previous) = if let Some(tx) = &ctx.tx {
+        let (session, txid, previous) = if let Some(tx) = ctx.tx.as_ref().or(ctx.bind_only.as_ref())
+        {
             let s = WebSession {
                 sid: tx.sid.clone(),
                 sub: tx.sub.clone(),
@@ -369,6 +410,7 @@ impl Gateway {
                 ip: tx.ip,
                 revoked: false,
                 moved_to: None,
+                refresh: tx.refresh,
             };
             (s, Some(tx.txid.clone()), None)
         } else if let Some((_, h0, s)) = ctx
@@ -405,8 +447,9 @@ impl Gateway {
                 ctx.bound = Some((hash, session.clone()));
                 tracing::info!(sid = %session.sid, lineage = %session.lineage, cookie = name, absolute_exp = session.absolute_exp, "web session bound");
                 if txid.is_some() {
-                    ctx.tx = None;
-                    ctx.expire_tx = ctx.new_tx_cookie.take().is_none();
+                    // Ended after every Set-Cookie of the response is handled (an IdP
+                    // may set several session cookies at once).
+                    ctx.tx_done = true;
                 }
                 true
             }
@@ -623,6 +666,7 @@ impl Gateway {
                 Some(hash.hex()),
                 s.web_client.clone(),
                 s.sub.clone(),
+                s.refresh,
             ))
         } else if let Some((_, hash, s)) = ctx.sessions.first() {
             Some((
@@ -631,6 +675,7 @@ impl Gateway {
                 Some(hash.hex()),
                 s.web_client.clone(),
                 s.sub.clone(),
+                s.refresh,
             ))
         } else {
             ctx.tx.as_ref().map(|t| {
@@ -640,21 +685,37 @@ impl Gateway {
                     None,
                     t.web_client.clone(),
                     t.sub.clone(),
+                    t.refresh,
                 )
             })
         };
-        let Some((lineage, sid, session_cookie, session_client, sub)) = rec else {
+        let Some((lineage, sid, session_cookie, session_client, sub, refresh)) = rec else {
             return;
         };
         // The code is for the client of this authorize request (SSO may serve
         // another client than the one the transfer logged in to).
-        let web_client = ctx.authorize_client.clone().unwrap_or(session_client);
+        let web_client = ctx
+            .authorize_client
+            .clone()
+            .unwrap_or_else(|| session_client.clone());
+        // SSO for another client than the transfer's: that client's own settings
+        // may only tighten what the redemption decided.
+        let refresh = if web_client == session_client {
+            refresh
+        } else {
+            let other = h.policy.load().web_client(&web_client).clone();
+            crate::store::RefreshPolicy {
+                allow: refresh.allow && other.allow_refresh_token,
+                online: refresh.online || other.enforce_online_refresh_tokens,
+            }
+        };
         let rec = CodeRecord {
             lineage,
             sid,
             session_cookie,
             web_client,
             sub,
+            refresh,
         };
         if let Err(e) = h
             .store
@@ -700,8 +761,37 @@ pub fn withhold_code(loc: &str) -> String {
     }
 }
 
-/// How long an authorization code of a transfer session is remembered.
-const CODE_TTL: std::time::Duration = std::time::Duration::from_secs(600);
+/// A path as routers that are lenient see it: percent-decoded, ASCII lower-case,
+/// repeated slashes collapsed, no trailing slash, `.` segments dropped.
+pub fn canonical_path(path: &str) -> String {
+    let decoded: Vec<u8> =
+        form_urlencoded::parse(format!("p={}", path.replace('+', "%2B")).as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned().into_bytes())
+            .unwrap_or_default();
+    let decoded = String::from_utf8_lossy(&decoded).to_ascii_lowercase();
+    let segments: Vec<&str> = decoded
+        .split('/')
+        .filter(|s| !s.is_empty() && *s != ".")
+        .collect();
+    format!("/{}", segments.join("/"))
+}
+
+/// The host part of `public_host`, when it is a DNS name (cookies cannot carry an
+/// IP address as their `Domain`).
+fn cookie_domain(public_host: &str) -> Option<&str> {
+    let host = public_host.rsplit_once(':').map_or(public_host, |(h, p)| {
+        if p.bytes().all(|b| b.is_ascii_digit()) {
+            h
+        } else {
+            public_host
+        }
+    });
+    (host.parse::<std::net::IpAddr>().is_err() && !host.starts_with('[') && host.contains('.'))
+        .then_some(host)
+}
+
+use crate::token::CODE_TTL;
 
 #[async_trait]
 impl ProxyHttp for Gateway {
@@ -724,6 +814,9 @@ impl ProxyHttp for Gateway {
             expire_sessions: Vec::new(),
             bound: None,
             authorize_client: None,
+            bind_only: None,
+            tx_done: false,
+            forwarded_proto: None,
         }
     }
 
@@ -743,12 +836,34 @@ impl ProxyHttp for Gateway {
             .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
         {
             let req = session.req_header();
-            ctx.client_ip = client_ip(
+            let name = match h.config.forwarded_header {
+                crate::client_ip::ForwardedHeader::XForwardedFor => "x-forwarded-for",
+                crate::client_ip::ForwardedHeader::Forwarded => "forwarded",
+            };
+            let raw: Vec<Option<&str>> = req
+                .headers
+                .get_all(name)
+                .iter()
+                .map(|v| v.to_str().ok())
+                .collect();
+            ctx.client_ip = crate::client_ip::client_ip_from(
                 peer,
-                &header_values(req, "x-forwarded-for"),
-                &header_values(req, "forwarded"),
+                h.config.forwarded_header,
+                &raw,
                 &h.config.trusted_proxies,
             );
+            if h.config
+                .trusted_proxies
+                .iter()
+                .any(|n| n.contains(&crate::client_ip::canonical(peer)))
+            {
+                ctx.forwarded_proto = req
+                    .headers
+                    .get("x-forwarded-proto")
+                    .and_then(|v| v.to_str().ok())
+                    .filter(|p| *p == "https" || *p == "http")
+                    .map(str::to_owned);
+            }
             ctx.host = req
                 .headers
                 .get(header::HOST)
@@ -758,13 +873,21 @@ impl ProxyHttp for Gateway {
         ctx.tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
 
         let path = session.req_header().uri.path().to_string();
+        // Matched in a canonical form: IdP routers commonly ignore case, a trailing
+        // slash and percent-encoding, so `/Token/` must not slip past mediation.
+        let route = canonical_path(&path);
         ctx.authorize_client = session
             .req_header()
             .uri
             .query()
             .and_then(|q| query_param(q, "client_id"));
+        // Only a plain code-in-query response can be mediated at the token endpoint.
+        let transfer_unsafe = session.req_header().uri.query().is_some_and(|q| {
+            query_param(q, "response_mode").is_some_and(|m| m != "query")
+                || query_param(q, "response_type").is_some_and(|t| t != "code")
+        });
         let method = session.req_header().method.clone();
-        if path == h.config.paths.jwks
+        if route == canonical_path(&h.config.paths.jwks)
             && (method == http::Method::GET || method == http::Method::HEAD)
         {
             ctx.route = Route::Jwks;
@@ -775,7 +898,12 @@ impl ProxyHttp for Gateway {
             respond(session, 200, &headers, h.jwks_json.clone()).await?;
             return Ok(true);
         }
-        let is_redemption = h.config.paths.redemption.contains(&path);
+        let is_redemption = h
+            .config
+            .paths
+            .redemption
+            .iter()
+            .any(|p| canonical_path(p) == route);
 
         // Invariant 4: take every transfer token out of the URL...
         let query = session.req_header().uri.query().map(str::to_owned);
@@ -827,11 +955,10 @@ impl ProxyHttp for Gateway {
                 }
             }
             if let Some(r) = &rest {
-                let dead = self.check_sessions(r, ctx).await;
-                if !dead.is_empty() {
-                    let names: Vec<&str> = dead.iter().map(String::as_str).collect();
+                let strip = self.check_sessions(r, ctx, transfer_unsafe).await;
+                if !strip.is_empty() {
+                    let names: Vec<&str> = strip.iter().map(String::as_str).collect();
                     rest = cookies::take_cookies(&[r.as_slice()], &names).0;
-                    ctx.expire_sessions = dead;
                     changed = true;
                 }
             }
@@ -973,7 +1100,11 @@ impl ProxyHttp for Gateway {
                         }
                         ctx.expire_sessions.extend(names);
                     }
-                    Outcome::Fallback(_) => {}
+                    Outcome::Fallback(_) => {
+                        // An ordinary login: nothing of an earlier transaction goes on.
+                        ctx.bind_only = None;
+                        ctx.expire_tx = true;
+                    }
                 }
             }
         }
@@ -995,13 +1126,15 @@ impl ProxyHttp for Gateway {
             return Ok(false);
         }
 
-        if path == h.config.paths.token && method == http::Method::POST {
+        if route == canonical_path(&h.config.paths.token) && method == http::Method::POST {
             return self.token_endpoint(session, ctx).await;
         }
-        if path == h.config.paths.revocation && method == http::Method::POST {
+        if route == canonical_path(&h.config.paths.revocation) && method == http::Method::POST {
             return self.form_endpoint(session, ctx, true).await;
         }
-        if path == h.config.backchannel_logout.path && method == http::Method::POST {
+        if route == canonical_path(&h.config.backchannel_logout.path)
+            && method == http::Method::POST
+        {
             return self.form_endpoint(session, ctx, false).await;
         }
         Ok(false)
@@ -1033,7 +1166,11 @@ impl ProxyHttp for Gateway {
             // handoff decided who the client is; the IdP hears only that.
             req.remove_header("forwarded");
             req.insert_header("x-forwarded-for", ctx.client_ip.to_string())?;
-            req.insert_header("x-forwarded-proto", if ctx.tls { "https" } else { "http" })?;
+            let proto =
+                ctx.forwarded_proto
+                    .as_deref()
+                    .unwrap_or(if ctx.tls { "https" } else { "http" });
+            req.insert_header("x-forwarded-proto", proto)?;
             if let Some(host) = &ctx.host {
                 req.insert_header("x-forwarded-host", host.as_str())?;
             }
@@ -1055,6 +1192,15 @@ impl ProxyHttp for Gateway {
         self.track_code(resp, ctx).await;
         for name in &ctx.expire {
             resp.append_header(header::SET_COOKIE, cookies::expire_cookie(name))?;
+            // The native app may have set its cookie for the IdP's domain: remove that too.
+            if let Some(d) = cookie_domain(&h.config.public_host) {
+                if !name.starts_with("__Host-") {
+                    resp.append_header(
+                        header::SET_COOKIE,
+                        cookies::expire_cookie_in_domain(name, d),
+                    )?;
+                }
+            }
         }
         for name in &ctx.expire_sessions {
             resp.append_header(
@@ -1099,6 +1245,22 @@ impl ProxyHttp for Gateway {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lenient_routers_see_one_path() {
+        for p in [
+            "/oauth/token",
+            "/OAuth/Token",
+            "/oauth/token/",
+            "//oauth//token",
+            "/oauth/%74oken",
+            "/oauth/./token",
+        ] {
+            assert_eq!(canonical_path(p), "/oauth/token", "{p}");
+        }
+        assert_eq!(canonical_path("/"), "/");
+        assert_ne!(canonical_path("/oauth/tokens"), "/oauth/token");
+    }
 
     #[test]
     fn withheld_codes_become_error_redirects() {

@@ -228,6 +228,15 @@ impl IdpClient {
                 }
             }
         }
+        if force {
+            // Count the attempt, not the success: a flood of unknown `kid`s (or a
+            // failing IdP) costs at most one JWKS request per 10 s.
+            let mut c = self.cache.lock().await;
+            if c.jwks.is_some() && now.saturating_sub(c.last_refetch_ms) < 10_000 {
+                return Ok(c.jwks.as_ref().map(|(s, _)| s.clone()).unwrap_or_default());
+            }
+            c.last_refetch_ms = now;
+        }
         let d = self.discovery().await?;
         let v = self.get_json(path_of(&d.jwks_uri)).await?;
         let set: JwkSet =

@@ -197,6 +197,14 @@ async fn redeem_inner(h: &Handoff, p: &Presented<'_>) -> Outcome {
     if let Err(reason) = decision.verdict {
         return Outcome::Fallback(deny_label(reason));
     }
+    // A trusted proxy sent a forwarding header handoff could not read, at mint or
+    // now: the client is unknown, and no network binding can hold for it.
+    let unknown = crate::client_ip::UNKNOWN;
+    if decision.binding.network != handoff_rules::NetworkBinding::None
+        && (ctx.ip == unknown || p.client_ip == unknown)
+    {
+        return Outcome::Fallback("binding_mismatch");
+    }
     if p.bound_subjects.iter().any(|s| *s != ctx.sub) {
         tracing::warn!(lineage = %ctx.lineage, "browser holds a transfer session of another user: revoking it, ordinary login");
         return Outcome::Fallback("different_subject");

@@ -11,7 +11,9 @@ use crate::secret::{LineageId, SecretHash};
 use crate::store::StoreError;
 
 async fn announce(h: &Handoff) {
-    h.sessions.clear();
+    // Not fresh any more (the next request re-reads the store), but still the
+    // last known state should the store go away right now.
+    h.sessions.invalidate(h.clock.now_ms() + 1);
     if let Err(e) = h.store.publish_revocation().await {
         // Not fatal: other instances see it within their cache bound anyway.
         tracing::warn!(error = %e, "could not announce a revocation");

@@ -125,7 +125,19 @@ async fn load(
     if let Some(c) = fresh {
         return Ok((c.session.clone(), true));
     }
-    match h.store.session_by_cookie(cookie).await {
+    let read = match h.store.session_by_cookie(cookie).await {
+        // The lineage's marker too: a cascade that could not tombstone every session
+        // (a timeout half-way) still ends them all.
+        Ok(Some(mut s)) if !s.revoked => match h.store.is_lineage_revoked(&s.lineage).await {
+            Ok(revoked) => {
+                s.revoked = revoked;
+                Ok(Some(s))
+            }
+            Err(e) => Err(e),
+        },
+        other => other,
+    };
+    match read {
         Ok(s) => {
             h.sessions.put(*cookie, s.clone(), now_ms);
             Ok((s, false))
@@ -283,6 +295,7 @@ mod tests {
             ip: "127.0.0.1".parse().unwrap(),
             revoked: false,
             moved_to: None,
+            refresh: Default::default(),
         }
     }
 

@@ -145,7 +145,8 @@ pub async fn mediate(h: &Handoff, params: &TokenParams, f: &Forward<'_>) -> Acti
 }
 
 async fn code_grant(h: &Handoff, code: &str, f: &Forward<'_>) -> Action {
-    let rec = match h.store.take_code(&SecretHash::of(code.as_bytes())).await {
+    let code_hash = SecretHash::of(code.as_bytes());
+    let rec = match h.store.take_code(&code_hash).await {
         Ok(Some(r)) => r,
         Ok(None) => return Action::Pass,
         Err(e) => {
@@ -159,15 +160,29 @@ async fn code_grant(h: &Handoff, code: &str, f: &Forward<'_>) -> Action {
     };
     let resp = match forward(h, &h.config.paths.token, f).await {
         Ok(r) => r,
-        Err(a) => return a,
-    };
-    let Ok(Value::Object(mut body)) = serde_json::from_slice::<Value>(&resp.body) else {
-        return passthrough_answer(resp);
+        Err(a) => {
+            put_back_code(h, &code_hash, &rec).await;
+            return a;
+        }
     };
     if resp.status != 200 {
+        // The IdP did not spend the code (a wrong verifier, redirect_uri or client
+        // secret; an outage): it stays mediated for the retry.
+        put_back_code(h, &code_hash, &rec).await;
         return passthrough_answer(resp);
     }
-    let web = h.policy.load().web_client(&rec.web_client).clone();
+    let Ok(Value::Object(mut body)) = serde_json::from_slice::<Value>(&resp.body) else {
+        // A 200 handoff cannot read might carry a refresh token: not passed on.
+        tracing::error!(
+            "token mediation: the identity provider's token response is not a JSON object"
+        );
+        return oauth(
+            502,
+            "server_error",
+            "the identity provider answered unexpectedly",
+        );
+    };
+    let refresh = rec.refresh;
     if let Some(rt) = body
         .get("refresh_token")
         .and_then(Value::as_str)
@@ -181,7 +196,10 @@ async fn code_grant(h: &Handoff, code: &str, f: &Forward<'_>) -> Action {
             denied: false,
             native_client: None,
         };
-        if !web.allow_refresh_token {
+        // Online refresh tokens need the session's cookie; without it the token
+        // could not be held to the session, so it is withheld like a forbidden one.
+        let unbindable = refresh.online && rec.session_cookie.is_none();
+        if !refresh.allow || unbindable {
             // Invariant 8: the web app never sees it.
             body.remove("refresh_token");
             info.denied = true;
@@ -190,7 +208,7 @@ async fn code_grant(h: &Handoff, code: &str, f: &Forward<'_>) -> Action {
                 .with_label_values(&["withheld"])
                 .inc();
             revoke_at_idp(h, &rec.web_client, &rt);
-        } else if web.enforce_online_refresh_tokens {
+        } else if refresh.online {
             info.session_cookie = rec.session_cookie.clone();
             h.metrics
                 .web_refresh_tokens
@@ -222,6 +240,16 @@ async fn code_grant(h: &Handoff, code: &str, f: &Forward<'_>) -> Action {
     link_idp_sid(h, &rec, &body).await;
     json_answer(200, &Value::Object(body))
 }
+
+/// Puts a code record back after an exchange the IdP did not complete.
+async fn put_back_code(h: &Handoff, code: &SecretHash, rec: &CodeRecord) {
+    if let Err(e) = h.store.record_code(code, rec, CODE_TTL).await {
+        tracing::error!(error = %e, "token mediation: could not put an authorization code record back");
+    }
+}
+
+/// How long an authorization code of a transfer session is remembered.
+pub const CODE_TTL: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// Remembers the IdP's `sid` (from the id_token it just issued, straight from the
 /// IdP) so back-channel logout for that `sid` can find the web session.

@@ -56,6 +56,9 @@ pub struct Transaction {
     /// The web session's idle limit (seconds).
     #[serde(rename = "idle")]
     pub idle_secs: u64,
+    /// The decision's refresh-token policy.
+    #[serde(rename = "rt", default)]
+    pub refresh: crate::store::RefreshPolicy,
 }
 
 impl Transaction {
@@ -126,6 +129,7 @@ mod tests {
             exp: 100,
             absolute_exp: 1000,
             idle_secs: 60,
+            refresh: Default::default(),
         }
     }
 

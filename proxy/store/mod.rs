@@ -86,6 +86,9 @@ pub struct WebSession {
     /// dead instead of looking unbound.
     #[serde(default)]
     pub revoked: bool,
+    /// What the redemption's decision said of refresh tokens.
+    #[serde(default)]
+    pub refresh: RefreshPolicy,
     /// When the IdP replaced this session's cookie: the hash (hex) of the new one,
     /// whose record holds the session's state from then on. Always serialized
     /// (as `null` when unset), so scripts can set it without decoding.
@@ -176,6 +179,29 @@ pub struct CodeRecord {
     pub web_client: String,
     /// The user.
     pub sub: String,
+    /// What the redemption's decision said of refresh tokens (rules included).
+    #[serde(default)]
+    pub refresh: RefreshPolicy,
+}
+
+/// A transfer session's refresh-token policy, as the redemption decided it
+/// (client settings and matching rules).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefreshPolicy {
+    /// `allow_refresh_token`.
+    pub allow: bool,
+    /// `enforce_online_refresh_tokens`.
+    pub online: bool,
+}
+
+impl Default for RefreshPolicy {
+    /// The strict defaults: none allowed; online if ever allowed.
+    fn default() -> Self {
+        RefreshPolicy {
+            allow: false,
+            online: true,
+        }
+    }
 }
 
 /// Where a session of the IdP (its `sid`) lives in handoff (for back-channel logout).
