@@ -74,6 +74,10 @@ pub struct IdpOptions {
     pub assertion_audience: String,
     /// Expected `iss` of handoff assertions.
     pub assertion_issuer: String,
+    /// `true`: like oidc-provider, an assertion login does not set the session
+    /// cookie at once: it redirects to `/resume` (with a `_pending` cookie), and
+    /// `/resume` sets `_session` and redirects to the client with the code.
+    pub defer_session: bool,
 }
 
 impl Default for IdpOptions {
@@ -85,6 +89,7 @@ impl Default for IdpOptions {
             handoff_jwks_url: None,
             assertion_audience: "test-idp".to_string(),
             assertion_issuer: "handoff".to_string(),
+            defer_session: false,
         }
     }
 }
@@ -352,6 +357,8 @@ struct State {
     codes: HashMap<String, CodeGrant>,
     /// session cookie value -> sub
     sessions: HashMap<String, String>,
+    /// `_pending` ticket -> (client redirect with code, session cookie value)
+    pending: HashMap<String, (String, String)>,
     seen_jti: HashSet<String>,
 }
 
@@ -508,6 +515,29 @@ impl Inner {
                     return method_not_allowed("GET");
                 }
                 self.authorize(&parts).await
+            }
+            "/resume" => {
+                let tickets = cookie_values(&parts.headers, "_pending");
+                let found = {
+                    let mut st = self.lock();
+                    tickets.iter().find_map(|t| st.pending.remove(t))
+                };
+                match found {
+                    Some((location, session)) => response(
+                        StatusCode::FOUND,
+                        vec![
+                            ("location", location),
+                            ("cache-control", "no-store".to_string()),
+                            (
+                                "set-cookie",
+                                format!("{SESSION_COOKIE}={session}; Path=/; HttpOnly"),
+                            ),
+                            ("set-cookie", "_pending=; Path=/; Max-Age=0".to_string()),
+                        ],
+                        Bytes::new(),
+                    ),
+                    None => login_page(),
+                }
             }
             _ => text_response(StatusCode::NOT_FOUND, "text/plain", "not found\n"),
         }
@@ -891,6 +921,22 @@ impl Inner {
         let mut query = vec![("code", code.as_str())];
         if let Some(state) = state {
             query.push(("state", state));
+        }
+        if let (true, Some(session)) = (self.opts.defer_session, &new_session) {
+            let ticket = self.random_token();
+            self.lock().pending.insert(
+                ticket.clone(),
+                (append_query(&redirect_uri, &query), session.clone()),
+            );
+            return response(
+                StatusCode::FOUND,
+                vec![
+                    ("location", "/resume".to_string()),
+                    ("cache-control", "no-store".to_string()),
+                    ("set-cookie", format!("_pending={ticket}; Path=/; HttpOnly")),
+                ],
+                Bytes::new(),
+            );
         }
         let mut headers = vec![
             ("location", append_query(&redirect_uri, &query)),
@@ -1383,6 +1429,7 @@ mod tests {
             handoff_jwks_url: None,
             assertion_audience: AUD.to_string(),
             assertion_issuer: ISS.to_string(),
+            defer_session: false,
         }
     }
 

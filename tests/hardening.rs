@@ -1,0 +1,468 @@
+//! Attacks and failure modes a security review found, each pinned by a test that
+//! fails without its fix.
+
+mod support;
+
+use serde_json::json;
+use support::handoff::Options;
+use support::http::{Client, Resp};
+use support::idp::IdpOptions;
+use support::world::{logged_in, login_page, World, AUTHORIZE};
+
+const REDIRECT: &str = "https://app.example/cb";
+
+fn rules(web_extra: &str, tail: &str) -> String {
+    format!(
+        r#"
+[native."native-app"]
+can_create_session_transfer_token = true
+allowed_web_clients = ["web-app"]
+
+[web."web-app"]
+allowed_authentication_methods = ["cookie", "query"]
+enforce_device_binding = "ip"
+session_absolute = "5m"
+session_idle = "1m"
+{web_extra}
+{tail}
+"#
+    )
+}
+
+fn opts(rules: String, extra: &str) -> Options {
+    Options {
+        rules,
+        extra: format!("[paths]\nredemption = [\"/authorize\", \"/start\"]\n{extra}"),
+        ..Options::default()
+    }
+}
+
+fn max_age(line: &str) -> Option<i64> {
+    line.split(';').find_map(|a| {
+        a.trim()
+            .to_ascii_lowercase()
+            .strip_prefix("max-age=")
+            .and_then(|v| v.parse().ok())
+    })
+}
+
+fn code_of(r: &Resp) -> String {
+    let loc = r.header("location").unwrap();
+    form_urlencoded::parse(loc.split_once('?').unwrap().1.as_bytes())
+        .find(|(k, _)| k == "code")
+        .unwrap()
+        .1
+        .into_owned()
+}
+
+async fn login(w: &mut World, c: &Client, sub: &str) -> (String, String) {
+    let stt = w.mint(c, sub).await;
+    let r = w.redeem_cookie(c, &stt, AUTHORIZE).await;
+    assert!(logged_in(&r), "{r:?}");
+    let s = r.set_cookie("_session").unwrap();
+    w.secrets.push(s.clone());
+    (s, code_of(&r))
+}
+
+/// The IdP sets its session cookie on a later hop (like oidc-provider's resume)
+/// after the transaction's hop budget is spent: the session is still bound, so it
+/// still has limits (without the fix it was an unbound, unlimited IdP session).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_set_after_the_transaction_ran_out_is_still_bound() {
+    let idp = IdpOptions {
+        defer_session: true,
+        ..IdpOptions::default()
+    };
+    let mut w = World::with(
+        true,
+        idp,
+        opts(rules("", ""), "[session]\ntransaction_max_hops = 1\n"),
+    )
+    .await;
+    let a = Client::device_a();
+    let stt = w.mint(&a, "alice").await;
+    // Hop 0: redemption at /start (the IdP has no such page).
+    let r = w.redeem_cookie(&a, &stt, "/start?client_id=web-app").await;
+    let tx = format!(
+        "__Host-handoff_tx={}",
+        r.set_cookie("__Host-handoff_tx").unwrap()
+    );
+    // Hop 1: the assertion logs in, the IdP defers its session to /resume.
+    let r = a.get(&w.hd.url(AUTHORIZE), &[("cookie", &tx)]).await;
+    assert_eq!(
+        r.header("location"),
+        Some("/resume"),
+        "{r:?} {:?}",
+        w.idp.assertion_rejections()
+    );
+    let pending = format!("{tx}; _pending={}", r.set_cookie("_pending").unwrap());
+    // Hop 2: out of hops — no assertion, but the session the IdP sets now is bound.
+    let r = a.get(&w.hd.url("/resume"), &[("cookie", &pending)]).await;
+    assert!(logged_in(&r), "{r:?}");
+    let line = r.set_cookie_line("_session").unwrap().to_string();
+    assert!(
+        max_age(&line).is_some_and(|m| m <= 300),
+        "capped at the absolute limit: {line}"
+    );
+    let session = r.set_cookie("_session").unwrap();
+    w.secrets.push(session.clone());
+    w.hd.clock.advance_secs(61);
+    let r = a
+        .get(
+            &w.hd.url(AUTHORIZE),
+            &[("cookie", &format!("_session={session}"))],
+        )
+        .await;
+    assert!(login_page(&r), "held to its idle limit: {r:?}");
+    w.assert_no_leaks();
+}
+
+/// An exchange the IdP refuses (here: it is down) does not spend the code's
+/// record: the retry is still mediated (without the fix the retry passed through
+/// with a refresh token).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_code_exchange_stays_mediated_on_retry() {
+    let mut w = World::with(true, IdpOptions::default(), opts(rules("", ""), "")).await;
+    let a = Client::device_a();
+    let (_, code) = login(&mut w, &a, "alice").await;
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("client_id", "web-app"),
+        ("redirect_uri", REDIRECT),
+    ];
+    w.idp.set_down(true);
+    let r = a.post_form(&w.hd.url("/oauth/token"), &form, &[]).await;
+    assert_eq!(r.status, 503);
+    w.idp.set_down(false);
+    let r = a.post_form(&w.hd.url("/oauth/token"), &form, &[]).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.json().get("refresh_token").is_none(), "{}", r.body);
+    w.secrets
+        .push(r.json()["access_token"].as_str().unwrap().to_string());
+    w.assert_no_leaks();
+}
+
+/// Lenient routers: `/OAuth/Token/` reaches the same IdP endpoint, so it is
+/// mediated the same way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn path_variants_do_not_escape_mediation() {
+    let mut w = World::with(true, IdpOptions::default(), opts(rules("", ""), "")).await;
+    let a = Client::device_a();
+    let (_, code) = login(&mut w, &a, "alice").await;
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("client_id", "web-app"),
+        ("redirect_uri", REDIRECT),
+    ];
+    let r = a.post_form(&w.hd.url("/OAuth/Token/"), &form, &[]).await;
+    // The stand-in's router is strict (404); what matters is that handoff answered
+    // it as the token endpoint: mediated, so no refresh token either way.
+    assert!(!r.body.contains("refresh_token"), "{}", r.body);
+    assert_eq!(
+        w.hd.h
+            .metrics
+            .web_refresh_tokens
+            .with_label_values(&["withheld"])
+            .get(),
+        1,
+        "{}",
+        r.body
+    );
+}
+
+/// A transfer session cannot be used for a response mode handoff cannot mediate
+/// (form_post, fragment, JARM, hybrid): the IdP sees no session, ordinary login.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unmediatable_response_modes_get_an_ordinary_login() {
+    let mut w = World::with(true, IdpOptions::default(), opts(rules("", ""), "")).await;
+    let a = Client::device_a();
+    let (s, _) = login(&mut w, &a, "alice").await;
+    for extra in [
+        "&response_mode=form_post",
+        "&response_mode=fragment",
+        "&response_mode=query.jwt",
+    ] {
+        let r = a
+            .get(
+                &w.hd.url(&format!("{AUTHORIZE}{extra}")),
+                &[("cookie", &format!("_session={s}"))],
+            )
+            .await;
+        let seen = w.idp.requests().into_iter().next_back().unwrap();
+        assert_eq!(
+            seen.header("cookie"),
+            None,
+            "{extra}: the IdP saw the transfer session"
+        );
+        assert!(
+            r.set_cookie_line("_session").is_none(),
+            "{extra}: the cookie itself is left alone"
+        );
+    }
+    assert!(
+        logged_in(
+            &a.get(
+                &w.hd.url(AUTHORIZE),
+                &[("cookie", &format!("_session={s}"))]
+            )
+            .await
+        ),
+        "query mode still works"
+    );
+}
+
+/// A rule that forbids refresh tokens wins over the client setting that allows them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rule_level_refresh_token_decisions_hold_at_the_token_endpoint() {
+    let r = rules("allow_refresh_token = true", "[[rule]]\nname = \"no refresh tokens\"\nweb_client = [\"web-app\"]\nallow_refresh_token = false\n");
+    let mut w = World::with(true, IdpOptions::default(), opts(r, "")).await;
+    let a = Client::device_a();
+    let (_, code) = login(&mut w, &a, "alice").await;
+    let r = a
+        .post_form(
+            &w.hd.url("/oauth/token"),
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("client_id", "web-app"),
+                ("redirect_uri", REDIRECT),
+            ],
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(
+        r.json().get("refresh_token").is_none(),
+        "the rule forbids it: {}",
+        r.body
+    );
+}
+
+/// Behind a trusted proxy that writes X-Forwarded-For, a client-sent `Forwarded`
+/// is ignored, and an unreadable X-Forwarded-For makes the client unknown (no
+/// binding holds) rather than the proxy itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_configured_forwarding_header_counts() {
+    let o = Options {
+        server_extra: "trusted_proxies = [\"127.0.0.1/32\"]".into(),
+        ..opts(rules("", ""), "")
+    };
+    let mut w = World::with(true, IdpOptions::default(), o).await;
+    let proxy = Client::device_a();
+    let rt = w.refresh_token("alice");
+    let r = proxy
+        .post_form(
+            &w.hd.url("/oauth/token"),
+            &[
+                ("grant_type", "refresh_token"),
+                ("client_id", "native-app"),
+                ("refresh_token", &rt),
+                ("audience", &w.hd.audience()),
+            ],
+            &[("x-forwarded-for", "198.51.100.7")],
+        )
+        .await;
+    let stt = r.json()["access_token"].as_str().unwrap().to_string();
+    w.secrets.push(stt.clone());
+    w.secrets
+        .push(r.json()["refresh_token"].as_str().unwrap().to_string());
+    // The attacker's request through the proxy: XFF is theirs, Forwarded is forged.
+    let r = proxy
+        .get(
+            &w.hd.url(AUTHORIZE),
+            &[
+                ("cookie", &format!("auth0_session_transfer_token={stt}")),
+                ("x-forwarded-for", "203.0.113.66"),
+                ("forwarded", "for=198.51.100.7"),
+            ],
+        )
+        .await;
+    assert!(login_page(&r), "{r:?}");
+    assert_eq!(w.redemption("binding_mismatch"), 1);
+    // An unreadable X-Forwarded-For from the trusted proxy: unknown client, not the proxy.
+    let stt = w.mint(&proxy, "alice").await; // minted as the proxy's own IP (no header)
+    let mut raw = b"auth0_session_transfer_token=".to_vec();
+    raw.extend_from_slice(stt.as_bytes());
+    let req = http::Request::builder()
+        .uri(w.hd.url(AUTHORIZE))
+        .header("cookie", http::HeaderValue::from_bytes(&raw).unwrap())
+        .header(
+            "x-forwarded-for",
+            http::HeaderValue::from_bytes(b"\xff\xfe").unwrap(),
+        )
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Full<bytes::Bytes>>();
+    let resp = client.request(req).await.unwrap();
+    assert_eq!(resp.status(), 200, "an ordinary login page");
+    assert_eq!(w.redemption("binding_mismatch"), 2);
+    w.assert_no_leaks();
+}
+
+/// A store outage with nothing cached strips the session cookie from the request
+/// (fail closed) but does not delete it in the browser (no data loss).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_does_not_log_users_out_of_their_browsers() {
+    let mut w = World::with(true, IdpOptions::default(), opts(rules("", ""), "")).await;
+    let a = Client::device_a();
+    w.redis.as_mut().unwrap().stop();
+    let r = a
+        .get(
+            &w.hd.url(AUTHORIZE),
+            &[("cookie", "_session=an-ordinary-idp-session")],
+        )
+        .await;
+    assert!(r.set_cookie_line("_session").is_none(), "{r:?}");
+    let seen = w.idp.requests().into_iter().next_back().unwrap();
+    assert_eq!(seen.header("cookie"), None, "fail closed towards the IdP");
+}
+
+/// A revoked lineage ends its sessions even where the cascade could not write a
+/// tombstone (here: only the lineage marker exists).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lineage_marker_alone_ends_its_sessions() {
+    let mut w = World::with(true, IdpOptions::default(), opts(rules("", ""), "")).await;
+    let a = Client::device_a();
+    let (s, _) = login(&mut w, &a, "alice").await;
+    let hash = handoff::secret::SecretHash::of(s.as_bytes());
+    let lineage =
+        w.hd.h
+            .store
+            .session_by_cookie(&hash)
+            .await
+            .unwrap()
+            .unwrap()
+            .lineage;
+    let mut c = w.redis.as_ref().unwrap().conn();
+    let _: () = redis::cmd("SET")
+        .arg(format!("ho:{{{}}}:revoked", lineage.as_str()))
+        .arg("1")
+        .arg("EX")
+        .arg(3600)
+        .query(&mut c)
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await; // past the cache bound
+    assert!(login_page(
+        &a.get(
+            &w.hd.url(AUTHORIZE),
+            &[("cookie", &format!("_session={s}"))]
+        )
+        .await
+    ));
+    w.assert_no_leaks();
+}
+
+/// Duplicate session cookies: a dead value hidden behind junk is still found.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_session_cannot_hide_behind_a_duplicate_cookie() {
+    let mut w = World::with(true, IdpOptions::default(), opts(rules("", ""), "")).await;
+    let a = Client::device_a();
+    let (s, _) = login(&mut w, &a, "alice").await;
+    w.hd.clock.advance_secs(61);
+    let r = a
+        .get(
+            &w.hd.url(AUTHORIZE),
+            &[("cookie", &format!("_session=junk; _session={s}"))],
+        )
+        .await;
+    assert!(login_page(&r), "{r:?}");
+    let seen = w.idp.requests().into_iter().next_back().unwrap();
+    assert_eq!(
+        seen.header("cookie"),
+        None,
+        "every value of the dead name is removed"
+    );
+}
+
+/// A fingerprint binding needs the attributes: two requests that both lack them
+/// do not match.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_fingerprint_attributes_never_match() {
+    let r = format!(
+        "[fingerprint]\nheaders = [\"x-device-id\"]\n{}",
+        rules("", "").replace(
+            "enforce_device_binding = \"ip\"",
+            "enforce_device_binding = \"fingerprint\""
+        )
+    );
+    let mut w = World::with(true, IdpOptions::default(), opts(r, "")).await;
+    let a = Client::device_a();
+    let stt = w.mint(&a, "alice").await;
+    assert!(login_page(&w.redeem_cookie(&a, &stt, AUTHORIZE).await));
+    assert_eq!(w.redemption("binding_mismatch"), 1);
+    // With the attribute on both sides it holds.
+    let rt = w.refresh_token("alice");
+    let r = a
+        .post_form(
+            &w.hd.url("/oauth/token"),
+            &[
+                ("grant_type", "refresh_token"),
+                ("client_id", "native-app"),
+                ("refresh_token", &rt),
+                ("audience", &w.hd.audience()),
+            ],
+            &[("x-device-id", "device-1")],
+        )
+        .await;
+    let stt = r.json()["access_token"].as_str().unwrap().to_string();
+    w.secrets.extend([
+        stt.clone(),
+        r.json()["refresh_token"].as_str().unwrap().to_string(),
+    ]);
+    let r = a
+        .get(
+            &w.hd.url(AUTHORIZE),
+            &[
+                ("cookie", &format!("auth0_session_transfer_token={stt}")),
+                ("x-device-id", "device-1"),
+            ],
+        )
+        .await;
+    assert!(logged_in(&r), "{r:?}");
+    w.assert_no_leaks();
+}
+
+/// A failed redemption is an ordinary login: a running transaction of this browser
+/// is ended too, so the next hop carries no assertion.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_redemption_ends_the_running_transaction() {
+    let mut w = World::with(true, IdpOptions::default(), opts(rules("", ""), "")).await;
+    let a = Client::device_a();
+    let stt = w.mint(&a, "alice").await;
+    let r = w.redeem_cookie(&a, &stt, "/start?client_id=web-app").await;
+    let tx = format!(
+        "__Host-handoff_tx={}",
+        r.set_cookie("__Host-handoff_tx").unwrap()
+    );
+    // A replayed (spent) token with the running transaction: ordinary login.
+    let r = a
+        .get(
+            &w.hd.url(AUTHORIZE),
+            &[(
+                "cookie",
+                &format!("{tx}; auth0_session_transfer_token={stt}"),
+            )],
+        )
+        .await;
+    assert!(login_page(&r), "{r:?}");
+    assert!(
+        r.set_cookie_line("__Host-handoff_tx")
+            .is_some_and(|l| max_age(l) == Some(0)),
+        "{r:?}"
+    );
+    w.assert_no_leaks();
+}
+
+/// Admin and CLI-facing: the quick checks of `/rules` still answer during all this.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rules_status_is_json() {
+    let w = World::with(false, IdpOptions::default(), opts(rules("", ""), "")).await;
+    let v = Client::device_a()
+        .get(&w.hd.admin_url("/rules"), &[])
+        .await
+        .json();
+    assert_eq!(v["last_reload"]["ok"], json!(true));
+}
