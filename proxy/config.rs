@@ -526,6 +526,26 @@ impl Validator<'_> {
         }
     }
 
+    /// `store.timeout` and `store.key_prefix`, shared by both Redis kinds.
+    fn redis_common(
+        &self,
+        timeout: Option<&str>,
+        key_prefix: Option<String>,
+    ) -> Result<(Duration, String), ConfigError> {
+        let timeout = self.duration("store.timeout", timeout, Duration::from_millis(50))?;
+        if timeout.is_zero() {
+            return Err(self.err("store.timeout", "must be more than 0"));
+        }
+        let key_prefix = key_prefix.unwrap_or_else(|| "ho".into());
+        if key_prefix.is_empty() || key_prefix.contains(['{', '}', ' ']) {
+            return Err(self.err(
+                "store.key_prefix",
+                "must be non-empty, without braces or spaces",
+            ));
+        }
+        Ok((timeout, key_prefix))
+    }
+
     fn socket_addr(&self, key: &str, s: &str) -> Result<String, ConfigError> {
         s.parse::<std::net::SocketAddr>()
             .map(|a| a.to_string())
@@ -725,21 +745,8 @@ impl Validator<'_> {
                         "missing: the name Sentinel monitors the master under (e.g. \"mymaster\")",
                     )
                 })?;
-                let timeout = self.duration(
-                    "store.timeout",
-                    st.timeout.as_deref(),
-                    Duration::from_millis(50),
-                )?;
-                if timeout.is_zero() {
-                    return Err(self.err("store.timeout", "must be more than 0"));
-                }
-                let key_prefix = st.key_prefix.unwrap_or_else(|| "ho".into());
-                if key_prefix.is_empty() || key_prefix.contains(['{', '}', ' ']) {
-                    return Err(self.err(
-                        "store.key_prefix",
-                        "must be non-empty, without braces or spaces",
-                    ));
-                }
+                let (timeout, key_prefix) =
+                    self.redis_common(st.timeout.as_deref(), st.key_prefix)?;
                 StoreConfig::RedisSentinel {
                     sentinels: sentinels.into_iter().map(Secret::new).collect(),
                     master,
@@ -757,21 +764,8 @@ impl Validator<'_> {
                 if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
                     return Err(self.err("store.url", "expected a redis:// or rediss:// URL"));
                 }
-                let timeout = self.duration(
-                    "store.timeout",
-                    st.timeout.as_deref(),
-                    Duration::from_millis(50),
-                )?;
-                if timeout.is_zero() {
-                    return Err(self.err("store.timeout", "must be more than 0"));
-                }
-                let key_prefix = st.key_prefix.unwrap_or_else(|| "ho".into());
-                if key_prefix.is_empty() || key_prefix.contains(['{', '}', ' ']) {
-                    return Err(self.err(
-                        "store.key_prefix",
-                        "must be non-empty, without braces or spaces",
-                    ));
-                }
+                let (timeout, key_prefix) =
+                    self.redis_common(st.timeout.as_deref(), st.key_prefix)?;
                 StoreConfig::Redis {
                     url: Secret::new(url),
                     timeout,

@@ -109,6 +109,13 @@ pub struct Ctx {
     authorize_client: Option<String>,
 }
 
+/// A body read whole and parsed as token-endpoint parameters.
+struct Form {
+    body: Bytes,
+    content_type: Option<String>,
+    params: crate::mint::TokenParams,
+}
+
 /// The pingora application.
 pub struct Gateway {
     h: Arc<Handoff>,
@@ -521,25 +528,42 @@ impl Gateway {
         Ok(Some(Bytes::from(body)))
     }
 
-    /// The token endpoint: mint when the audience says so, otherwise pass on.
-    /// Returns true when handoff answered.
-    async fn token_endpoint(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
-        ctx.route = Route::Token;
+    /// Reads and parses a form or JSON body (token, revocation, logout endpoints).
+    /// `Ok(None)`: a clear error has been answered already (413, 400).
+    async fn read_form(&self, session: &mut Session) -> Result<Option<Form>> {
         let Some(body) = self.read_body(session).await? else {
-            return Ok(true);
+            return Ok(None);
         };
-        let ct = session
+        let content_type = session
             .req_header()
             .headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        let params = match parse_token_body(ct.as_deref(), &body) {
-            Ok(p) => p,
+        match parse_token_body(content_type.as_deref(), &body) {
+            Ok(params) => Ok(Some(Form {
+                body,
+                content_type,
+                params,
+            })),
             Err(e) => {
                 respond_json(session, e.status, &e.body()).await?;
-                return Ok(true);
+                Ok(None)
             }
+        }
+    }
+
+    /// The token endpoint: mint when the audience says so, otherwise pass on.
+    /// Returns true when handoff answered.
+    async fn token_endpoint(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        ctx.route = Route::Token;
+        let Some(Form {
+            body,
+            content_type: ct,
+            params,
+        }) = self.read_form(session).await?
+        else {
+            return Ok(true);
         };
         if params.get("audience") != Some(self.h.mint_audience.as_str()) {
             let auth = session
@@ -603,21 +627,13 @@ impl Gateway {
         } else {
             Route::BackchannelLogout
         };
-        let Some(body) = self.read_body(session).await? else {
+        let Some(Form {
+            body,
+            content_type: ct,
+            params,
+        }) = self.read_form(session).await?
+        else {
             return Ok(true);
-        };
-        let ct = session
-            .req_header()
-            .headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let params = match parse_token_body(ct.as_deref(), &body) {
-            Ok(p) => p,
-            Err(e) => {
-                respond_json(session, e.status, &e.body()).await?;
-                return Ok(true);
-            }
         };
         if !revocation {
             let (status, v) = crate::backchannel::logout(&self.h, &params).await;
