@@ -210,6 +210,16 @@ async fn respond_json(session: &mut Session, status: u16, body: &serde_json::Val
     respond(session, status, &headers, Bytes::from(body.to_string())).await
 }
 
+/// `413` with an RFC 6749 error body.
+async fn too_large(session: &mut Session, limit: usize) -> Result<()> {
+    let e = OAuthError {
+        status: 413,
+        error: "invalid_request",
+        description: format!("the body is larger than {limit} bytes"),
+    };
+    respond_json(session, 413, &e.body()).await
+}
+
 impl Gateway {
     /// Checks every IdP session cookie in `cookie_header` — every occurrence of each
     /// name, since an IdP may read any of duplicates. Live transfer sessions go to
@@ -491,17 +501,7 @@ impl Gateway {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|n| n > limit as u64) {
-            respond_json(
-                session,
-                413,
-                &OAuthError {
-                    status: 413,
-                    error: "invalid_request",
-                    description: format!("the body is larger than {limit} bytes"),
-                }
-                .body(),
-            )
-            .await?;
+            too_large(session, limit).await?;
             return Ok(None);
         }
         // Whatever we read is kept in pingora's retry buffer and replayed to the
@@ -511,17 +511,7 @@ impl Gateway {
         while let Some(chunk) = session.read_request_body().await? {
             body.extend_from_slice(&chunk);
             if body.len() > limit {
-                respond_json(
-                    session,
-                    413,
-                    &OAuthError {
-                        status: 413,
-                        error: "invalid_request",
-                        description: format!("the body is larger than {limit} bytes"),
-                    }
-                    .body(),
-                )
-                .await?;
+                too_large(session, limit).await?;
                 return Ok(None);
             }
         }

@@ -207,6 +207,18 @@ impl SentinelConn {
     fn manager(&self) -> Option<ConnectionManager> {
         self.current.load().as_ref().clone()
     }
+
+    /// The manager for the current master, asking Sentinel now when none is known
+    /// yet (at start, or when every lookup so far failed).
+    async fn current_manager(self: &Arc<Self>) -> ::redis::RedisResult<ConnectionManager> {
+        if let Some(m) = self.manager() {
+            return Ok(m);
+        }
+        self.clone().resolve().await;
+        self.manager().ok_or_else(|| {
+            ::redis::RedisError::from((::redis::ErrorKind::Io, "Redis Sentinel: no master known"))
+        })
+    }
 }
 
 fn master_gone(e: &::redis::RedisError) -> bool {
@@ -224,19 +236,7 @@ impl ::redis::aio::ConnectionLike for RedisConn {
         match self {
             RedisConn::Direct(m) => m.req_packed_command(cmd),
             RedisConn::Sentinel(s) => Box::pin(async move {
-                let mut m = match s.manager() {
-                    Some(m) => m,
-                    None => {
-                        // Nothing known yet (start, or every lookup failed so far): ask now.
-                        s.clone().resolve().await;
-                        s.manager().ok_or_else(|| {
-                            ::redis::RedisError::from((
-                                ::redis::ErrorKind::Io,
-                                "Redis Sentinel: no master known",
-                            ))
-                        })?
-                    }
-                };
+                let mut m = s.current_manager().await?;
                 let r = m.req_packed_command(cmd).await;
                 if let Err(e) = &r {
                     if master_gone(e) {
@@ -257,19 +257,7 @@ impl ::redis::aio::ConnectionLike for RedisConn {
         match self {
             RedisConn::Direct(m) => m.req_packed_commands(pipeline, offset, count),
             RedisConn::Sentinel(s) => Box::pin(async move {
-                let mut m = match s.manager() {
-                    Some(m) => m,
-                    None => {
-                        // Nothing known yet (start, or every lookup failed so far): ask now.
-                        s.clone().resolve().await;
-                        s.manager().ok_or_else(|| {
-                            ::redis::RedisError::from((
-                                ::redis::ErrorKind::Io,
-                                "Redis Sentinel: no master known",
-                            ))
-                        })?
-                    }
-                };
+                let mut m = s.current_manager().await?;
                 let r = m.req_packed_commands(pipeline, offset, count).await;
                 if let Err(e) = &r {
                     if master_gone(e) {
