@@ -120,6 +120,16 @@ struct Form {
 pub struct Gateway {
     h: Arc<Handoff>,
     stt_cookie_names: Vec<String>,
+    routes: Routes,
+}
+
+/// The configured paths in canonical form, computed once.
+struct Routes {
+    jwks: String,
+    token: String,
+    revocation: String,
+    backchannel_logout: String,
+    redemption: Vec<String>,
 }
 
 impl Gateway {
@@ -128,9 +138,18 @@ impl Gateway {
         let n = &h.config.names;
         let mut stt_cookie_names = vec![n.redirect_cookie.clone(), n.cookie.clone()];
         stt_cookie_names.extend(n.cookie_aliases.iter().cloned());
+        let c = |p: &str| canonical_path(p).into_owned();
+        let routes = Routes {
+            jwks: c(&h.config.paths.jwks),
+            token: c(&h.config.paths.token),
+            revocation: c(&h.config.paths.revocation),
+            backchannel_logout: c(&h.config.backchannel_logout.path),
+            redemption: h.config.paths.redemption.iter().map(|p| c(p)).collect(),
+        };
         Gateway {
             h,
             stt_cookie_names,
+            routes,
         }
     }
 }
@@ -769,7 +788,20 @@ pub fn withhold_code(loc: &str) -> String {
 
 /// A path as routers that are lenient see it: percent-decoded, ASCII lower-case,
 /// repeated slashes collapsed, no trailing slash, `.` segments dropped.
-pub fn canonical_path(path: &str) -> String {
+pub fn canonical_path(path: &str) -> std::borrow::Cow<'_, str> {
+    // Fast path: most paths are canonical already.
+    let b = path.as_bytes();
+    let clean = b.first() == Some(&b'/')
+        && (b.len() == 1 || b[b.len() - 1] != b'/')
+        && !b
+            .iter()
+            .any(|c| c.is_ascii_uppercase() || *c == b'%' || *c == b'+')
+        && !path.contains("//")
+        && !path.contains("/./")
+        && !path.ends_with("/.");
+    if clean {
+        return std::borrow::Cow::Borrowed(path);
+    }
     let decoded: Vec<u8> =
         form_urlencoded::parse(format!("p={}", path.replace('+', "%2B")).as_bytes())
             .next()
@@ -780,7 +812,7 @@ pub fn canonical_path(path: &str) -> String {
         .split('/')
         .filter(|s| !s.is_empty() && *s != ".")
         .collect();
-    format!("/{}", segments.join("/"))
+    std::borrow::Cow::Owned(format!("/{}", segments.join("/")))
 }
 
 /// The host part of `public_host`, when it is a DNS name (cookies cannot carry an
@@ -893,7 +925,7 @@ impl ProxyHttp for Gateway {
                 || query_param(q, "response_type").is_some_and(|t| t != "code")
         });
         let method = session.req_header().method.clone();
-        if route == canonical_path(&h.config.paths.jwks)
+        if route == self.routes.jwks
             && (method == http::Method::GET || method == http::Method::HEAD)
         {
             ctx.route = Route::Jwks;
@@ -904,12 +936,7 @@ impl ProxyHttp for Gateway {
             respond(session, 200, &headers, h.jwks_json.clone()).await?;
             return Ok(true);
         }
-        let is_redemption = h
-            .config
-            .paths
-            .redemption
-            .iter()
-            .any(|p| canonical_path(p) == route);
+        let is_redemption = self.routes.redemption.iter().any(|p| *p == route);
 
         // Invariant 4: take every transfer token out of the URL...
         let query = session.req_header().uri.query().map(str::to_owned);
@@ -1132,15 +1159,13 @@ impl ProxyHttp for Gateway {
             return Ok(false);
         }
 
-        if route == canonical_path(&h.config.paths.token) && method == http::Method::POST {
+        if route == self.routes.token && method == http::Method::POST {
             return self.token_endpoint(session, ctx).await;
         }
-        if route == canonical_path(&h.config.paths.revocation) && method == http::Method::POST {
+        if route == self.routes.revocation && method == http::Method::POST {
             return self.form_endpoint(session, ctx, true).await;
         }
-        if route == canonical_path(&h.config.backchannel_logout.path)
-            && method == http::Method::POST
-        {
+        if route == self.routes.backchannel_logout && method == http::Method::POST {
             return self.form_endpoint(session, ctx, false).await;
         }
         Ok(false)

@@ -54,6 +54,11 @@ impl SecretHash {
         Some(SecretHash(out))
     }
 
+    /// base64url without padding (43 characters), for the most numerous store keys.
+    pub fn b64(&self) -> String {
+        URL_SAFE_NO_PAD.encode(self.0)
+    }
+
     /// Full lower-case hex, used in store keys.
     pub fn hex(&self) -> String {
         hex(&self.0)
@@ -114,6 +119,12 @@ impl LineageId {
     /// A fresh random lineage id.
     pub fn generate() -> Self {
         LineageId(URL_SAFE_NO_PAD.encode(random_bytes::<16>()))
+    }
+
+    /// A placeholder for a record read without its lineage (the store fills it in
+    /// from the key); never a valid lineage id.
+    pub fn unset() -> Self {
+        LineageId(String::new())
     }
 
     /// Accepts a lineage id given from outside (admin API, a token's routing part).

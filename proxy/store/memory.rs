@@ -157,7 +157,7 @@ impl Store for MemoryStore {
                 now,
                 remaining + REPLAY_MEMORY,
             );
-            let ctx = decode("transfer token", v.as_bytes())?;
+            let ctx = decode_mint(lineage, v.as_bytes())?;
             return Ok(Consumed::Fresh {
                 ctx,
                 lineage_revoked: revoked,
@@ -165,7 +165,7 @@ impl Store for MemoryStore {
         }
         match m.get(&self.keys.used(lineage, stt), now) {
             Some(v) => Ok(Consumed::Replayed {
-                ctx: decode("transfer token", v.as_bytes())?,
+                ctx: decode_mint(lineage, v.as_bytes())?,
             }),
             None => Ok(Consumed::Unknown),
         }

@@ -35,8 +35,9 @@ pub struct MintContext {
     /// The native app's client id.
     #[serde(rename = "n")]
     pub native_client_id: String,
-    /// The native refresh token's lineage.
-    #[serde(rename = "l")]
+    /// The native refresh token's lineage. Not stored in the record: the key says it
+    /// (`ho:{<lineage>}:stt:...`), and the stores fill it back in when they read it.
+    #[serde(skip, default = "LineageId::unset")]
     pub lineage: LineageId,
     /// Scopes of the native grant.
     #[serde(rename = "sc", default, skip_serializing_if = "String::is_empty")]
@@ -436,14 +437,15 @@ impl Keys {
         &self.prefix
     }
 
-    /// `ho:{L}:stt:<hash>` — the STT record.
+    /// `ho:{L}:stt:<hash>` — the STT record (the hash in base64url: these keys are
+    /// the most numerous, so they are kept short).
     pub fn stt(&self, l: &LineageId, h: &SecretHash) -> String {
-        format!("{}:{{{}}}:stt:{}", self.prefix, l.as_str(), h.hex())
+        format!("{}:{{{}}}:stt:{}", self.prefix, l.as_str(), h.b64())
     }
 
     /// `ho:{L}:used:<hash>` — a consumed STT (replay detection).
     pub fn used(&self, l: &LineageId, h: &SecretHash) -> String {
-        format!("{}:{{{}}}:used:{}", self.prefix, l.as_str(), h.hex())
+        format!("{}:{{{}}}:used:{}", self.prefix, l.as_str(), h.b64())
     }
 
     /// `ho:{L}:revoked` — the lineage's revocation marker.
@@ -498,6 +500,13 @@ impl Keys {
     pub fn refresh(&self, h: &SecretHash) -> String {
         format!("{}:rt:{}", self.prefix, h.hex())
     }
+}
+
+/// Decodes an STT record read under `lineage`'s key, with the lineage filled in.
+fn decode_mint(lineage: &LineageId, bytes: &[u8]) -> Result<MintContext, StoreError> {
+    let mut ctx: MintContext = decode("transfer token", bytes)?;
+    ctx.lineage = lineage.clone();
+    Ok(ctx)
 }
 
 fn encode<T: Serialize>(v: &T) -> String {

@@ -445,11 +445,11 @@ impl Store for RedisStore {
             .await?;
         Ok(match state {
             1 => Consumed::Fresh {
-                ctx: decode("transfer token", value.as_bytes())?,
+                ctx: decode_mint(lineage, value.as_bytes())?,
                 lineage_revoked: revoked == 1,
             },
             2 => Consumed::Replayed {
-                ctx: decode("transfer token", value.as_bytes())?,
+                ctx: decode_mint(lineage, value.as_bytes())?,
             },
             _ => Consumed::Unknown,
         })
