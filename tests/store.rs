@@ -391,3 +391,141 @@ async fn sentinel_store_recovers_when_the_master_returns() {
     .unwrap();
     assert!(wrong.ping().await.is_err());
 }
+
+fn web_session(lineage: &LineageId, now: u64) -> handoff::store::WebSession {
+    handoff::store::WebSession {
+        sid: "sid-1".into(),
+        sub: "alice".into(),
+        lineage: lineage.clone(),
+        web_client: "web-app".into(),
+        native_client: "native-app".into(),
+        created: now,
+        absolute_exp: now + 300,
+        idle_secs: 60,
+        last_seen: now,
+        ip: "127.0.0.1".parse().unwrap(),
+        revoked: false,
+        moved_to: None,
+        refresh: Default::default(),
+    }
+}
+
+/// Web sessions: bind, touch, rotate, cascade — the same on every store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn web_sessions_bind_rotate_and_die_by_cascade() {
+    use handoff::store::BindOutcome;
+    for s in subjects() {
+        let l = LineageId::generate();
+        let now = s.clock.now_secs();
+        let ws = web_session(&l, now);
+        let c1 = SecretHash::of(b"cookie-1");
+        let c2 = SecretHash::of(b"cookie-2");
+        assert_eq!(
+            s.store
+                .bind_session(&ws, &c1, Some("tx1"), Duration::from_secs(3600))
+                .await
+                .unwrap(),
+            BindOutcome::Bound,
+            "{}",
+            s.name
+        );
+        assert!(
+            !s.store
+                .tx_hop(&l, "tx1", 10, Duration::from_secs(60))
+                .await
+                .unwrap(),
+            "{}: binding ends the transaction",
+            s.name
+        );
+        assert_eq!(
+            s.store.session_by_cookie(&c1).await.unwrap().unwrap(),
+            ws,
+            "{}",
+            s.name
+        );
+        // Rotation: c1 now points at c2.
+        s.store
+            .bind_session(&ws, &c2, None, Duration::from_secs(3600))
+            .await
+            .unwrap();
+        s.store.move_session(&c1, &c2).await.unwrap();
+        assert_eq!(
+            s.store
+                .session_by_cookie(&c1)
+                .await
+                .unwrap()
+                .unwrap()
+                .moved_to,
+            Some(c2.hex()),
+            "{}",
+            s.name
+        );
+        assert_eq!(
+            s.store.lineage_sessions(&l).await.unwrap().len(),
+            2,
+            "{}",
+            s.name
+        );
+        assert_eq!(
+            s.store.subject_lineages("alice").await.unwrap(),
+            vec![l.clone()],
+            "{}",
+            s.name
+        );
+        // Cascade: both records become tombstones; touch never writes over one.
+        assert_eq!(
+            s.store
+                .revoke_lineage(&l, Duration::from_secs(3600))
+                .await
+                .unwrap(),
+            2,
+            "{}",
+            s.name
+        );
+        for c in [c1, c2] {
+            assert!(
+                s.store
+                    .session_by_cookie(&c)
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .revoked,
+                "{}",
+                s.name
+            );
+        }
+        let mut touched = ws.clone();
+        touched.last_seen += 10;
+        s.store.touch_session(&c2, &touched).await.unwrap();
+        assert!(
+            s.store
+                .session_by_cookie(&c2)
+                .await
+                .unwrap()
+                .unwrap()
+                .revoked,
+            "{}: touch resurrected a tombstone",
+            s.name
+        );
+        // A revoked lineage binds nothing new (or only a tombstone).
+        let c3 = SecretHash::of(b"cookie-3");
+        assert_eq!(
+            s.store
+                .bind_session(&ws, &c3, None, Duration::from_secs(3600))
+                .await
+                .unwrap(),
+            BindOutcome::LineageRevoked,
+            "{}",
+            s.name
+        );
+        assert!(
+            s.store
+                .session_by_cookie(&c3)
+                .await
+                .unwrap()
+                .is_none_or(|r| r.revoked),
+            "{}",
+            s.name
+        );
+    }
+}

@@ -657,6 +657,26 @@ impl Store for RedisStore {
     ) -> Result<BindOutcome, StoreError> {
         let mut c = self.conn.clone();
         let l = &session.lineage;
+        // The cookie key and the subject index live in other hash slots (they are
+        // found by cookie or subject alone): a pipeline of their own, written first.
+        let ttl = ttl_until(self.clock.now_ms(), session.absolute_exp) + retention;
+        let mut p = ::redis::pipe();
+        p.pset_ex(
+            self.keys.cookie(cookie),
+            encode(session),
+            ttl.as_millis() as u64,
+        )
+        .ignore()
+        .sadd(self.keys.subject(&session.sub), l.as_str())
+        .ignore()
+        .expire(self.keys.subject(&session.sub), INDEX_TTL.as_secs() as i64)
+        .ignore();
+        let () = self.run(p.query_async(&mut c)).await?;
+        // Then, atomically in the lineage's slot: refuse if revoked, else index the
+        // cookie (from here on a cascade finds and tombstones it) and end the
+        // transaction. A revocation can therefore never slip between the two steps
+        // unseen: before the script, the script sees its marker; after, its walk
+        // sees the cookie. (Meanwhile the session check reads the marker too.)
         let bound: i64 = self
             .run(
                 self.bind_lineage
@@ -671,27 +691,6 @@ impl Store for RedisStore {
             )
             .await?;
         if bound == 0 {
-            return Ok(BindOutcome::LineageRevoked);
-        }
-        // The cookie key and the subject index live in other hash slots (they are
-        // found by cookie or subject alone), so they are a pipeline of their own.
-        let ttl = ttl_until(self.clock.now_ms(), session.absolute_exp) + retention;
-        let mut p = ::redis::pipe();
-        p.pset_ex(
-            self.keys.cookie(cookie),
-            encode(session),
-            ttl.as_millis() as u64,
-        )
-        .ignore()
-        .sadd(self.keys.subject(&session.sub), l.as_str())
-        .ignore()
-        .expire(self.keys.subject(&session.sub), INDEX_TTL.as_secs() as i64)
-        .ignore();
-        let () = self.run(p.query_async(&mut c)).await?;
-        // A revocation that ran between the two steps walked the lineage index
-        // before the cookie key existed: look again, and make it a tombstone if so.
-        let revoked: bool = self.run(c.exists(self.keys.revoked(l))).await?;
-        if revoked {
             Store::revoke_session(self, cookie, session).await?;
             return Ok(BindOutcome::LineageRevoked);
         }
