@@ -113,7 +113,20 @@ pub struct Ctx {
 struct Form {
     body: Bytes,
     content_type: Option<String>,
+    authorization: Option<String>,
     params: crate::mint::TokenParams,
+}
+
+impl Form {
+    /// The request as handoff forwards it to the IdP itself.
+    fn forward(&self, client_ip: IpAddr) -> token::Forward<'_> {
+        token::Forward {
+            body: &self.body,
+            content_type: self.content_type.as_deref(),
+            authorization: self.authorization.as_deref(),
+            client_ip,
+        }
+    }
 }
 
 /// The pingora application.
@@ -550,11 +563,20 @@ impl Gateway {
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
         match parse_token_body(content_type.as_deref(), &body) {
-            Ok(params) => Ok(Some(Form {
-                body,
-                content_type,
-                params,
-            })),
+            Ok(params) => {
+                let authorization = session
+                    .req_header()
+                    .headers
+                    .get(header::AUTHORIZATION)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned);
+                Ok(Some(Form {
+                    body,
+                    content_type,
+                    authorization,
+                    params,
+                }))
+            }
             Err(e) => {
                 respond_json(session, e.status, &e.body()).await?;
                 Ok(None)
@@ -566,29 +588,14 @@ impl Gateway {
     /// Returns true when handoff answered.
     async fn token_endpoint(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         ctx.route = Route::Token;
-        let Some(Form {
-            body,
-            content_type: ct,
-            params,
-        }) = self.read_form(session).await?
-        else {
+        let Some(form) = self.read_form(session).await? else {
             return Ok(true);
         };
+        let params = &form.params;
         if params.get("audience") != Some(self.h.mint_audience.as_str()) {
-            let auth = session
-                .req_header()
-                .headers
-                .get(header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned);
-            let f = token::Forward {
-                body: &body,
-                content_type: ct.as_deref(),
-                authorization: auth.as_deref(),
-                client_ip: ctx.client_ip,
-            };
+            let f = form.forward(ctx.client_ip);
             return self
-                .answer(session, token::mediate(&self.h, &params, &f).await)
+                .answer(session, token::mediate(&self.h, params, &f).await)
                 .await;
         }
         ctx.route = Route::Mint;
@@ -596,7 +603,7 @@ impl Gateway {
             session.req_header(),
             self.h.policy.load().fingerprint_headers(),
         );
-        let answer = mint::mint(&self.h, &params, ctx.client_ip, fp).await;
+        let answer = mint::mint(&self.h, params, ctx.client_ip, fp).await;
         respond_json(session, answer.status, &answer.body).await?;
         Ok(true)
     }
@@ -636,34 +643,19 @@ impl Gateway {
         } else {
             Route::BackchannelLogout
         };
-        let Some(Form {
-            body,
-            content_type: ct,
-            params,
-        }) = self.read_form(session).await?
-        else {
+        let Some(form) = self.read_form(session).await? else {
             return Ok(true);
         };
+        let params = &form.params;
         if !revocation {
-            let (status, v) = crate::backchannel::logout(&self.h, &params).await;
+            let (status, v) = crate::backchannel::logout(&self.h, params).await;
             respond_json(session, status, &v).await?;
             return Ok(true);
         }
-        let auth = session
-            .req_header()
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let f = token::Forward {
-            body: &body,
-            content_type: ct.as_deref(),
-            authorization: auth.as_deref(),
-            client_ip: ctx.client_ip,
-        };
+        let f = form.forward(ctx.client_ip);
         self.answer(
             session,
-            token::revocation_endpoint(&self.h, &params, &f).await,
+            token::revocation_endpoint(&self.h, params, &f).await,
         )
         .await
     }
