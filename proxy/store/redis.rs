@@ -122,7 +122,6 @@ pub struct RedisStore {
     keys: Keys,
     timeout: Duration,
     clock: SharedClock,
-    record_mint: Script,
     consume: Script,
     tx_hop: Script,
     bind_lineage: Script,
@@ -350,7 +349,6 @@ impl RedisStore {
             keys: Keys::new(key_prefix),
             timeout,
             clock,
-            record_mint: Script::new(RECORD_MINT),
             consume: Script::new(CONSUME),
             tx_hop: Script::new(TX_HOP),
             bind_lineage: Script::new(BIND_LINEAGE),
@@ -399,27 +397,24 @@ impl Store for RedisStore {
             native_client: Some(ctx.native_client_id.clone()),
             ..RefreshTokenInfo::native(ctx.lineage.clone())
         });
-        // The refresh-token mappings live outside the lineage's hash slot (they are
-        // looked up by token alone), so they are a pipeline of their own.
-        if !refresh_tokens.is_empty() {
-            let mut p = ::redis::pipe();
-            for rt in refresh_tokens {
-                p.set_ex(self.keys.refresh(rt), &info, refresh_ttl.as_secs().max(1))
-                    .ignore();
-            }
-            let () = self.run(p.query_async(&mut c)).await?;
-        }
+        // One round trip: the refresh-token mappings (outside the lineage's hash
+        // slot: they are looked up by token alone) and then the STT script, in one
+        // pipeline — executed in order by the server. (On a Cluster these would be
+        // two requests; the script alone is slot-safe.)
         let ttl = ttl_until(self.clock.now_ms(), ctx.exp);
-        let stored: i64 = self
-            .run(
-                self.record_mint
-                    .key(self.keys.stt(&ctx.lineage, stt))
-                    .key(self.keys.revoked(&ctx.lineage))
-                    .arg(encode(ctx))
-                    .arg(ttl.as_millis() as u64)
-                    .invoke_async(&mut c),
-            )
-            .await?;
+        let mut p = ::redis::pipe();
+        for rt in refresh_tokens {
+            p.set_ex(self.keys.refresh(rt), &info, refresh_ttl.as_secs().max(1))
+                .ignore();
+        }
+        p.cmd("EVAL")
+            .arg(RECORD_MINT)
+            .arg(2)
+            .arg(self.keys.stt(&ctx.lineage, stt))
+            .arg(self.keys.revoked(&ctx.lineage))
+            .arg(encode(ctx))
+            .arg(ttl.as_millis() as u64);
+        let (stored,): (i64,) = self.run(p.query_async(&mut c)).await?;
         Ok(if stored == 1 {
             MintWrite::Stored
         } else {
