@@ -40,9 +40,12 @@ pub fn filter(spec: &str) -> EnvFilter {
 /// `HANDOFF_LOG` (default `info`).
 pub fn init(format: &str) {
     let spec = std::env::var("HANDOFF_LOG").unwrap_or_else(|_| "info".into());
+    // Colours only for a terminal: a log file or journald gets plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter(&spec))
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
     let _ = if format == "json" {
         builder.json().try_init()
     } else {
