@@ -139,12 +139,14 @@ async fn invariant_6_session_dies_at_its_absolute_limit() {
         let mut w = world(redis).await;
         let a = Client::device_a();
         let s = login(&mut w, &a, "alice").await;
+        // Used every 58 s (idle is 60 s, counted in whole seconds, so 59 s steps
+        // could straddle a second boundary and idle out).
         for _ in 0..5 {
-            w.hd.clock.advance_secs(59);
+            w.hd.clock.advance_secs(58);
             assert!(logged_in(&with_session(&w, &a, &s).await), "redis={redis}");
         }
-        // +295 s: still inside; +300 s: over.
-        w.hd.clock.advance_secs(5);
+        // +290 s: still inside; +300 s: over.
+        w.hd.clock.advance_secs(10);
         let r = with_session(&w, &a, &s).await;
         assert!(login_page(&r), "redis={redis}: {r:?}");
         assert_eq!(
