@@ -5,11 +5,9 @@ mod support;
 
 use serde_json::json;
 use support::handoff::Options;
-use support::http::{Client, Resp};
+use support::http::Client;
 use support::idp::IdpOptions;
-use support::world::{logged_in, login_page, World, AUTHORIZE};
-
-const REDIRECT: &str = "https://app.example/cb";
+use support::world::{code_of, logged_in, login_page, World, AUTHORIZE, REDIRECT};
 
 fn rules(web_extra: &str, tail: &str) -> String {
     format!(
@@ -44,15 +42,6 @@ fn max_age(line: &str) -> Option<i64> {
             .strip_prefix("max-age=")
             .and_then(|v| v.parse().ok())
     })
-}
-
-fn code_of(r: &Resp) -> String {
-    let loc = r.header("location").unwrap();
-    form_urlencoded::parse(loc.split_once('?').unwrap().1.as_bytes())
-        .find(|(k, _)| k == "code")
-        .unwrap()
-        .1
-        .into_owned()
 }
 
 async fn login(w: &mut World, c: &Client, sub: &str) -> (String, String) {

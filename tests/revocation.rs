@@ -11,9 +11,7 @@ use std::time::{Duration, Instant};
 use support::handoff::{Options, Running};
 use support::http::{Client, Resp};
 use support::idp::{IdpOptions, TestIdp};
-use support::world::{logged_in, login_page, World, AUTHORIZE};
-
-const REDIRECT: &str = "https://app.example/cb";
+use support::world::{code_of, logged_in, login_page, with_session, World, AUTHORIZE, REDIRECT};
 
 fn rules(allow_refresh: bool) -> String {
     format!(
@@ -69,15 +67,6 @@ async fn lineage_of(hd: &Running, session: &str) -> String {
         .to_string()
 }
 
-fn code_of(r: &Resp) -> String {
-    let loc = r.header("location").unwrap();
-    form_urlencoded::parse(loc.split_once('?').unwrap().1.as_bytes())
-        .find(|(k, _)| k == "code")
-        .unwrap()
-        .1
-        .into_owned()
-}
-
 async fn exchange(w: &mut World, c: &Client, code: &str) -> Resp {
     let r = c
         .post_form(
@@ -119,14 +108,6 @@ async fn refresh(w: &mut World, c: &Client, rt: &str) -> Resp {
         }
     }
     r
-}
-
-async fn with_session(w: &World, c: &Client, session: &str) -> Resp {
-    c.get(
-        &w.hd.url(AUTHORIZE),
-        &[("cookie", &format!("_session={session}"))],
-    )
-    .await
 }
 
 /// Invariant 8: with `allow_refresh_token = false` (the default) the web app's

@@ -5,9 +5,9 @@
 mod support;
 
 use support::handoff::Options;
-use support::http::{Client, Resp};
+use support::http::Client;
 use support::idp::IdpOptions;
-use support::world::{logged_in, login_page, World, AUTHORIZE};
+use support::world::{logged_in, login_page, with_session, World, AUTHORIZE};
 
 /// web-app sessions: 5 minutes absolute, 1 minute idle.
 const RULES: &str = r#"
@@ -57,14 +57,6 @@ async fn login(w: &mut World, c: &Client, sub: &str) -> String {
         .expect("the IdP set its session cookie");
     w.secrets.push(s.clone());
     s
-}
-
-async fn with_session(w: &World, c: &Client, session: &str) -> Resp {
-    c.get(
-        &w.hd.url(AUTHORIZE),
-        &[("cookie", &format!("_session={session}"))],
-    )
-    .await
 }
 
 /// §2.4: the IdP's session cookie is Secure, HttpOnly, SameSite=Lax, host-only, and

@@ -123,23 +123,7 @@ impl Client {
             .request(b.body(Full::new(body.into())).unwrap())
             .await
             .unwrap_or_else(|e| panic!("{method} {url}: {e:?}"));
-        let status = resp.status().as_u16();
-        let headers = resp
-            .headers()
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.as_str().to_string(),
-                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                )
-            })
-            .collect();
-        let body = resp.into_body().collect().await.unwrap().to_bytes();
-        Resp {
-            status,
-            headers,
-            body: String::from_utf8_lossy(&body).into_owned(),
-        }
+        self.finish(resp).await
     }
 
     /// Sends a request with one header given as raw bytes (may be non-UTF-8).

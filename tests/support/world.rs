@@ -135,3 +135,25 @@ pub fn logged_in(r: &Resp) -> bool {
 pub fn login_page(r: &Resp) -> bool {
     r.status == 200 && r.body.contains(LOGIN_PAGE_MARKER)
 }
+
+/// Where the stand-in IdP sends the browser back to (the web app's `redirect_uri`).
+pub const REDIRECT: &str = "https://app.example/cb";
+
+/// The authorization code in a redirect to the web app.
+pub fn code_of(r: &Resp) -> String {
+    let loc = r.header("location").unwrap();
+    form_urlencoded::parse(loc.split_once('?').unwrap().1.as_bytes())
+        .find(|(k, _)| k == "code")
+        .unwrap()
+        .1
+        .into_owned()
+}
+
+/// `GET AUTHORIZE` carrying only the IdP's session cookie.
+pub async fn with_session(w: &World, c: &Client, session: &str) -> Resp {
+    c.get(
+        &w.hd.url(AUTHORIZE),
+        &[("cookie", &format!("_session={session}"))],
+    )
+    .await
+}
