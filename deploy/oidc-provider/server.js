@@ -110,6 +110,10 @@ async function readForm(ctx) {
  * @param {object} [o.accounts=DEV_ACCOUNTS]
  * @param {(line:string) => void} [o.log=console.log]  one line per request and per event
  * @param {string[]} [o.cookieKeys]    keys that sign oidc-provider's cookies
+ * @param {(config: object) => object|void} [o.configure]  last word on the
+ *   oidc-provider configuration: receives it, may change it in place or return
+ *   another (the end-to-end tests switch on request shapes, e.g. PAR, request
+ *   objects, POST /auth, JARM, to prove handoff mediates them)
  */
 export function createIdp(o) {
   const {
@@ -125,6 +129,7 @@ export function createIdp(o) {
     accounts = DEV_ACCOUNTS,
     log = (line) => console.log(line),
     cookieKeys = [randomBytes(32).toString('base64url')],
+    configure = (config) => config,
   } = o;
   if (!webRedirectUris?.length) throw new TypeError('createIdp: webRedirectUris is required');
   const webClients = [
@@ -162,7 +167,7 @@ export function createIdp(o) {
     };
   }
 
-  const provider = new Provider(issuer, {
+  const config = {
     clients: [
       {
         // The native app: a public client (PKCE) with rotating refresh tokens.
@@ -237,7 +242,8 @@ export function createIdp(o) {
     // rotated token back to the app; for the web clients it is this example's
     // choice (handoff carries a web token's session binding across rotations).
     rotateRefreshToken: () => true,
-  });
+  };
+  const provider = new Provider(issuer, configure(config) ?? config);
   // handoff terminates the browser's connection and sets X-Forwarded-Proto/-Host/-For.
   provider.proxy = true;
 

@@ -39,7 +39,7 @@ done
 say "node --test with $HANDOFF_BIN (at most ${E2E_TIMEOUT:-180} s)"
 cd "$here"
 # The oidc-provider warnings (Node 20 is not its preferred runtime; in-memory
-# adapter; pre-read request bodies in the recording wrapper) are expected here.
+# adapter) are expected here.
 exec timeout --kill-after=10 "${E2E_TIMEOUT:-180}" \
   node --test --test-reporter=spec --test-concurrency=2 --test-timeout=90000 \
   "$repo"/deploy/oidc-provider/test/*.test.js test/*.test.js

@@ -103,10 +103,13 @@ function killChild(child, name, log) {
  *   (`[clients."ID"] secret_file`), so it revokes withheld refresh tokens at the IdP
  * @param {boolean} [o.backchannelLogout]  every web client registers handoff's
  *   back-channel logout URI at the IdP; handoff accepts logout tokens for them
+ * @param {(config: object) => object|void} [o.idpConfigure]  changes the
+ *   oidc-provider configuration before the provider is built (createIdp's
+ *   `configure`), e.g. to switch on PAR, request objects, POST /auth or JARM
  * @returns {Promise<Stack>}
  */
 export async function startStack({
-  name = 'e2e', webRules = {}, moreWebClients = {}, clientSecrets = false, backchannelLogout = false, log = () => {},
+  name = 'e2e', webRules = {}, moreWebClients = {}, clientSecrets = false, backchannelLogout = false, idpConfigure, log = () => {},
 } = {}) {
   const dir = mkdtempSync(path.join(tmpdir(), `handoff-${name}-`));
   const [redisPort, idpPort, publicPort, adminPort] = [await freePort(), await freePort(), await freePort(), await freePort()];
@@ -155,36 +158,46 @@ export async function startStack({
       moreWebClients: Object.entries(moreWebClients).map(([clientId, c]) => ({ clientId, clientSecret: c.secret, backchannelLogoutUri: logoutUri })),
       nativeRedirectUris: [NATIVE_CALLBACK],
       log: (line) => stack.idpLog.push(line),
+      configure: idpConfigure,
     });
     stack.provider = provider;
     const idp = http.createServer((req, res) => {
-      // Record the whole request (URL, headers, body) before the IdP sees it; the
-      // body is handed on as req.body, which oidc-provider reads when the stream
-      // has been consumed.
+      // Record the whole request (URL, headers, body) without touching it: the
+      // body is teed off the stream as the HTTP parser pushes it in, and the IdP
+      // reads the very same stream itself (content-type, charset, length checks
+      // and all). A wrapper that reads the body first and hands it on as
+      // req.body makes oidc-provider take its pre-parsed-body fallback, which
+      // ignores the charset and skips the length checks: body-level request
+      // shapes would then reach a different parser than in production.
+      const rec = {
+        method: req.method, url: req.url, headers: { ...req.headers }, rawHeaders: [...req.rawHeaders], body: '', bodyComplete: false, at: Date.now(),
+      };
+      stack.idpRequests.push(rec);
       const chunks = [];
-      req.on('data', (c) => chunks.push(c));
-      req.on('end', () => {
-        const body = Buffer.concat(chunks);
-        const rec = {
-          method: req.method, url: req.url, headers: { ...req.headers }, rawHeaders: [...req.rawHeaders], body: body.toString('latin1'), at: Date.now(),
-        };
-        stack.idpRequests.push(rec);
-        // The answer too (status, body), e.g. to see what a token response held
-        // before handoff mediated it.
-        const out = [];
-        const { write, end } = res;
-        res.write = function recordWrite(chunk, ...rest) {
-          if (chunk && typeof chunk !== 'function') out.push(Buffer.from(chunk));
-          return write.call(this, chunk, ...rest);
-        };
-        res.end = function recordEnd(chunk, ...rest) {
-          if (chunk && typeof chunk !== 'function') out.push(Buffer.from(chunk));
-          rec.response = { status: res.statusCode, body: Buffer.concat(out).toString('utf8') };
-          return end.call(this, chunk, ...rest);
-        };
-        req.body = body;
-        callback(req, res);
-      });
+      const { push } = req;
+      req.push = function recordPush(chunk, ...rest) {
+        if (chunk === null) {
+          rec.bodyComplete = true;
+        } else if (chunk !== undefined) {
+          chunks.push(Buffer.from(chunk));
+          rec.body = Buffer.concat(chunks).toString('latin1');
+        }
+        return push.call(this, chunk, ...rest);
+      };
+      // The answer too (status, body), e.g. to see what a token response held
+      // before handoff mediated it.
+      const out = [];
+      const { write, end } = res;
+      res.write = function recordWrite(chunk, ...rest) {
+        if (chunk && typeof chunk !== 'function') out.push(Buffer.from(chunk));
+        return write.call(this, chunk, ...rest);
+      };
+      res.end = function recordEnd(chunk, ...rest) {
+        if (chunk && typeof chunk !== 'function') out.push(Buffer.from(chunk));
+        rec.response = { status: res.statusCode, headers: res.getHeaders(), body: Buffer.concat(out).toString('utf8') };
+        return end.call(this, chunk, ...rest);
+      };
+      callback(req, res);
     });
     await new Promise((resolve, reject) => { idp.once('error', reject); idp.listen(idpPort, '127.0.0.1', resolve); });
     idp.keepAliveTimeout = 1000;
