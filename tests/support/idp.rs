@@ -78,6 +78,12 @@ pub struct IdpOptions {
     /// cookie at once: it redirects to `/resume` (with a `_pending` cookie), and
     /// `/resume` sets `_session` and redirects to the client with the code.
     pub defer_session: bool,
+    /// `true`: route like a Java servlet container / JAX-RS (Keycloak on Quarkus,
+    /// Tomcat, Jetty) with lenient settings: the request path is normalised by
+    /// [`java_route`] before it is matched (`/token;jsessionid=x`, `/a/../token`,
+    /// `/a/%2e%2e/token`, `/a\..\token`, `/a%5c..%2ftoken` and `/token/` all reach
+    /// `/token`'s handler). A proxy in front of such an IdP must see them as `/token`.
+    pub java_router: bool,
 }
 
 impl Default for IdpOptions {
@@ -90,6 +96,7 @@ impl Default for IdpOptions {
             assertion_audience: "test-idp".to_string(),
             assertion_issuer: "handoff".to_string(),
             defer_session: false,
+            java_router: false,
         }
     }
 }
@@ -467,7 +474,12 @@ impl Inner {
         }
 
         let method = &parts.method;
-        match parts.uri.path() {
+        let path = if self.opts.java_router {
+            java_route(parts.uri.path())
+        } else {
+            parts.uri.path().to_string()
+        };
+        match path.as_str() {
             "/.well-known/openid-configuration" => {
                 if method != Method::GET {
                     return method_not_allowed("GET");
@@ -1257,6 +1269,100 @@ fn client_identity(
     }
 }
 
+/// The path a Java servlet container / JAX-RS router (Keycloak) dispatches on,
+/// from the raw request path, in the containers' order:
+/// 1. `\` is a separator (Tomcat `ALLOW_BACKSLASH`, Jetty, Undertow);
+/// 2. path parameters go: every segment loses `;...` (`/token;jsessionid=x` is
+///    `/token`), on the raw path, so an encoded `%3b` stays;
+/// 3. percent-decoding, where `%2f` and `%5c` become separators
+///    (`ALLOW_ENCODED_SLASH`) and `%2e` a dot; invalid escapes stay as they are;
+/// 4. empty segments collapse (`//token` is `/token`);
+/// 5. dot segments are resolved (RFC 3986 §5.2.4; `..` never climbs above `/`);
+/// 6. a trailing `/` is dropped (JAX-RS matches `/token/` to `@Path("token")`).
+pub fn java_route(raw: &str) -> String {
+    let raw = raw.replace('\\', "/");
+    let no_params: Vec<&str> = raw
+        .split('/')
+        .map(|seg| seg.split(';').next().unwrap_or(""))
+        .collect();
+    let no_params = no_params.join("/");
+    let bytes = no_params.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = (bytes[i] == b'%')
+            .then(|| bytes.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match hex {
+            Some(b) => {
+                decoded.push(b);
+                i += 3;
+            }
+            None => {
+                decoded.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    let decoded = String::from_utf8_lossy(&decoded).replace('\\', "/");
+    let mut collapsed = String::with_capacity(decoded.len() + 1);
+    for c in decoded.chars() {
+        if !(c == '/' && collapsed.ends_with('/')) {
+            collapsed.push(c);
+        }
+    }
+    if !collapsed.starts_with('/') {
+        collapsed.insert(0, '/');
+    }
+    let mut out = remove_dot_segments(&collapsed);
+    while out.len() > 1 && out.ends_with('/') {
+        out.pop();
+    }
+    if out.is_empty() {
+        out.push('/');
+    }
+    out
+}
+
+/// RFC 3986 §5.2.4, step by step.
+fn remove_dot_segments(path: &str) -> String {
+    let mut input = path.to_string();
+    let mut output = String::new();
+    fn pop_segment(output: &mut String) {
+        match output.rfind('/') {
+            Some(i) => output.truncate(i),
+            None => output.clear(),
+        }
+    }
+    while !input.is_empty() {
+        if let Some(rest) = input.strip_prefix("../") {
+            input = rest.to_string();
+        } else if let Some(rest) = input.strip_prefix("./") {
+            input = rest.to_string();
+        } else if input.starts_with("/./") {
+            input.replace_range(..3, "/");
+        } else if input == "/." {
+            input = "/".to_string();
+        } else if input.starts_with("/../") {
+            input.replace_range(..4, "/");
+            pop_segment(&mut output);
+        } else if input == "/.." {
+            input = "/".to_string();
+            pop_segment(&mut output);
+        } else if input == "." || input == ".." {
+            input.clear();
+        } else {
+            let start = usize::from(input.starts_with('/'));
+            let end = input[start..].find('/').map_or(input.len(), |i| i + start);
+            output.push_str(&input[..end]);
+            input.replace_range(..end, "");
+        }
+    }
+    output
+}
+
 /// application/x-www-form-urlencoded decoding of one component.
 fn form_decode(s: &str) -> Option<String> {
     let bytes = s.as_bytes();
@@ -1430,6 +1536,7 @@ mod tests {
             assertion_audience: AUD.to_string(),
             assertion_issuer: ISS.to_string(),
             defer_session: false,
+            java_router: false,
         }
     }
 
@@ -2251,6 +2358,107 @@ mod tests {
             Some("http://a/cb?x=1&error=unsupported_response_type&state=s")
         );
         idp.shutdown().await;
+    }
+
+    #[test]
+    fn java_route_normalises_like_a_servlet_container() {
+        for (raw, want) in [
+            ("/oauth/token", "/oauth/token"),
+            ("/", "/"),
+            ("", "/"),
+            // path parameters, per segment, raw
+            ("/oauth/token;jsessionid=x", "/oauth/token"),
+            ("/oauth;a=b/token;c", "/oauth/token"),
+            ("/oauth/token;", "/oauth/token"),
+            ("/oauth/token%3bx", "/oauth/token;x"),
+            // RFC 3986 §5.2.4 dot segments, plain and encoded
+            ("/a/../oauth/token", "/oauth/token"),
+            ("/oauth/./token", "/oauth/token"),
+            ("/oauth/token/.", "/oauth/token"),
+            ("/oauth/x/..", "/oauth"),
+            ("/../../oauth/token", "/oauth/token"),
+            ("/a/%2e%2e/oauth/token", "/oauth/token"),
+            ("/a/%2E./oauth/token", "/oauth/token"),
+            ("/a/.%2e/oauth/%2e/token", "/oauth/token"),
+            ("/a/b/c/./../../g", "/a/g"),
+            ("/mid/content=5/../6", "/mid/6"),
+            ("/a/..;x/oauth/token", "/oauth/token"),
+            // backslashes, raw and encoded, and encoded slashes
+            ("/oauth\\token", "/oauth/token"),
+            ("/a\\..\\oauth\\token", "/oauth/token"),
+            ("/oauth%5ctoken", "/oauth/token"),
+            ("/oauth%5Ctoken", "/oauth/token"),
+            ("/oauth%2ftoken", "/oauth/token"),
+            ("/a%2f..%2foauth%2Ftoken", "/oauth/token"),
+            ("/a%5c..%5coauth/token", "/oauth/token"),
+            // empty segments and a trailing slash
+            ("//oauth//token", "/oauth/token"),
+            ("/oauth/token/", "/oauth/token"),
+            ("/oauth/token//", "/oauth/token"),
+            // other escapes decode; invalid ones stay
+            ("/%61uthorize", "/authorize"),
+            ("/authorize%zz", "/authorize%zz"),
+            ("/authorize%", "/authorize%"),
+            // case is kept (JAX-RS matches case-sensitively)
+            ("/OAuth/Token", "/OAuth/Token"),
+        ] {
+            assert_eq!(java_route(raw), want, "java_route({raw:?})");
+        }
+    }
+
+    #[test]
+    fn remove_dot_segments_follows_rfc3986() {
+        // RFC 3986 §5.2.4's own examples and §5.4's abnormal ones, on absolute paths.
+        assert_eq!(remove_dot_segments("/a/b/c/./../../g"), "/a/g");
+        assert_eq!(remove_dot_segments("/b/c/d;p/../../../g"), "/g");
+        assert_eq!(remove_dot_segments("/b/c/./g"), "/b/c/g");
+        assert_eq!(remove_dot_segments("/b/c/g/."), "/b/c/g/");
+        assert_eq!(remove_dot_segments("/b/c/.."), "/b/");
+        assert_eq!(remove_dot_segments("/b/c/g.."), "/b/c/g..");
+        assert_eq!(remove_dot_segments("/b/c/..g"), "/b/c/..g");
+        assert_eq!(remove_dot_segments("/."), "/");
+        assert_eq!(remove_dot_segments("/.."), "/");
+        assert_eq!(remove_dot_segments("../x"), "x");
+    }
+
+    #[tokio::test]
+    async fn java_router_dispatches_path_variants_to_the_token_endpoint() {
+        let variants = [
+            "/oauth/token;jsessionid=x",
+            "/x/../oauth/token",
+            "/x/%2e%2e/oauth/token",
+            "/oauth%2ftoken",
+            "/oauth%5ctoken",
+            "/oauth/./token/",
+            "//oauth/token",
+        ];
+        for java in [false, true] {
+            let idp = TestIdp::start(IdpOptions {
+                java_router: java,
+                ..opts(true, false)
+            })
+            .await;
+            for path in variants {
+                let rt = idp.issue_refresh_token("user-1", "native-app", "openid");
+                let body = serde_urlencoded::to_string([
+                    ("grant_type", "refresh_token"),
+                    ("client_id", "native-app"),
+                    ("refresh_token", rt.as_str()),
+                ])
+                .unwrap();
+                let r = call(
+                    "POST",
+                    &format!("{}{path}", idp.issuer()),
+                    &[("content-type", "application/x-www-form-urlencoded")],
+                    &body,
+                )
+                .await;
+                let want = if java { StatusCode::OK } else { StatusCode::NOT_FOUND };
+                assert_eq!(r.status, want, "java_router={java} POST {path}: {}", r.body);
+            }
+            // What was recorded is the raw path, as sent.
+            assert_eq!(idp.requests()[0].path(), variants[0]);
+        }
     }
 
     #[tokio::test]
