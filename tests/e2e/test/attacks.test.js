@@ -438,13 +438,6 @@ describe('issue 9: request shapes handoff must not be fooled by (real oidc-provi
       // login and the Bob session cookie value must not have been bound.
       assert.match(who, /sub=alice/, `Bob's session cookie changed but no transfer login of Alice happened: ${who}`);
     }
-    // And the admin API lists no session of Bob under Alice's lineage: every
-    // session of subject alice was created by a transfer login of alice.
-    const r = await stack.adminGet(`/sessions?subject=${encodeURIComponent('bob')}`);
-    if (r.status === 200) {
-      const listed = (r.body.lineages ?? []).flatMap((l) => l.sessions ?? []);
-      assert.equal(listed.length, 0, `no handoff session for Bob: ${JSON.stringify(r.body)}`);
-    }
   });
 
   // ---- d. Host header ------------------------------------------------------------
