@@ -50,6 +50,8 @@ pub struct Handoff {
     pub clock: SharedClock,
     /// `urn:{public_host}:session_transfer`.
     pub mint_audience: String,
+    /// Rate limits on minting (per instance; `[mint.rate_limit]`).
+    pub mint_limits: crate::ratelimit::MintLimiter,
 }
 
 /// One whole rules set, as loaded: the policy, the ASN table that goes with it,
@@ -231,6 +233,7 @@ impl Handoff {
         }));
         Ok(Arc::new(Handoff {
             mint_audience: config.mint_audience(),
+            mint_limits: crate::ratelimit::MintLimiter::new(&config.mint_rate_limit),
             config,
             store,
             reload_status: std::sync::Mutex::new(ReloadStatus {

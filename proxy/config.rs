@@ -271,6 +271,8 @@ pub struct Config {
     pub client_secrets: std::collections::HashMap<String, Secret>,
     /// OpenID Connect Back-Channel Logout.
     pub backchannel_logout: BackchannelLogout,
+    /// Rate limits on minting (`[mint.rate_limit]`).
+    pub mint_rate_limit: MintRateLimit,
 }
 
 /// OpenID Connect Back-Channel Logout: the IdP tells handoff a session ended.
@@ -281,6 +283,82 @@ pub struct BackchannelLogout {
     /// Accepted `aud` values of logout tokens (the client ids the IdP addresses
     /// them to). Empty: the endpoint is off.
     pub audiences: Vec<String>,
+}
+
+/// A rate limit: `burst` requests at once, then `per_minute` sustained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    /// Sustained requests per minute (1 ..= 1 000 000).
+    pub per_minute: u32,
+    /// Requests allowed at once after a pause (1 ..= 100 000).
+    pub burst: u32,
+}
+
+/// Rate limits on minting (`[mint.rate_limit]`, issue 9 / attack 7), enforced by
+/// [`crate::ratelimit::MintLimiter`]. **Per instance**: with N instances a key may
+/// get up to N times these rates. `None`: that scope is off (`per_minute = 0`).
+///
+/// The defaults are far above what a real app does, and far below what fills a
+/// store:
+/// - **lineage** 10/min, burst 10: a user opens a web view by hand; even an app
+///   that mints ahead for several web views at once stays under 10 a minute, while
+///   a loop chaining mints from one login is stopped at 10 (each mint writes up to
+///   two refresh-token mappings and an STT record, and rotates the IdP's token).
+/// - **client** 6000/min, burst 1000 per instance: a ceiling on one native client id
+///   as a whole (100 mints a second on one instance), a circuit breaker for a
+///   botnet rather than a limit a user can meet.
+/// - **network** 300/min, burst 100, per IPv4 /24 and IPv6 /64: a /24 may be a
+///   carrier-grade NAT with thousands of phones, each minting a few times a day;
+///   a /64 is one customer's link. Behind a load balancer, the client IP is the one
+///   the trusted-proxy rule yields — with `server.trusted_proxies` unset, every
+///   request comes from the balancer's network and this limit must be raised or
+///   turned off.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MintRateLimit {
+    /// Per refresh-token lineage (checked before the IdP is asked to rotate).
+    pub lineage: Option<Rate>,
+    /// Per native client id.
+    pub client: Option<Rate>,
+    /// Per source network.
+    pub network: Option<Rate>,
+    /// Prefix length an IPv4 address is masked to for the network limit (8 ..= 32).
+    pub ipv4_prefix: u8,
+    /// Prefix length an IPv6 address is masked to for the network limit (32 ..= 128).
+    pub ipv6_prefix: u8,
+    /// Most keys each scope tracks at once (1000 ..= 10 000 000); bounds memory at
+    /// about 32 bytes a key.
+    pub max_tracked: usize,
+}
+
+impl MintRateLimit {
+    /// Default per-lineage limit.
+    pub const LINEAGE: Rate = Rate {
+        per_minute: 10,
+        burst: 10,
+    };
+    /// Default per-client limit.
+    pub const CLIENT: Rate = Rate {
+        per_minute: 6000,
+        burst: 1000,
+    };
+    /// Default per-network limit.
+    pub const NETWORK: Rate = Rate {
+        per_minute: 300,
+        burst: 100,
+    };
+}
+
+impl Default for MintRateLimit {
+    fn default() -> Self {
+        MintRateLimit {
+            lineage: Some(Self::LINEAGE),
+            client: Some(Self::CLIENT),
+            network: Some(Self::NETWORK),
+            ipv4_prefix: 24,
+            ipv6_prefix: 64,
+            max_tracked: 100_000,
+        }
+    }
 }
 
 impl Config {
@@ -356,6 +434,38 @@ struct FileConfig {
     clients: std::collections::BTreeMap<String, FileClient>,
     #[serde(default)]
     backchannel_logout: FileBackchannel,
+    #[serde(default)]
+    mint: FileMint,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileMint {
+    #[serde(default)]
+    rate_limit: FileRateLimit,
+}
+
+/// `[mint.rate_limit]`; see [`MintRateLimit`] for the defaults and why.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileRateLimit {
+    #[serde(default)]
+    lineage: FileRate,
+    #[serde(default)]
+    client: FileRate,
+    #[serde(default)]
+    network: FileRate,
+    ipv4_prefix: Option<u8>,
+    ipv6_prefix: Option<u8>,
+    max_tracked: Option<usize>,
+}
+
+/// `{ per_minute = N, burst = M }`; `per_minute = 0` turns the scope off.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileRate {
+    per_minute: Option<u32>,
+    burst: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -574,6 +684,65 @@ impl Validator<'_> {
         } else {
             Err(self.err(key, format!("{s:?} is not a valid cookie or header name")))
         }
+    }
+
+    /// One scope of `[mint.rate_limit]`: omitted fields take `default`'s values.
+    fn rate(&self, key: &str, r: FileRate, default: Rate) -> Result<Option<Rate>, ConfigError> {
+        let per_minute = r.per_minute.unwrap_or(default.per_minute);
+        if per_minute == 0 {
+            if r.burst.is_some_and(|b| b != 0) {
+                return Err(self.err(
+                    &format!("{key}.burst"),
+                    "given with per_minute = 0 (the limit is off); remove one of them",
+                ));
+            }
+            return Ok(None);
+        }
+        if per_minute > 1_000_000 {
+            return Err(self.err(
+                &format!("{key}.per_minute"),
+                "must be between 1 and 1000000 (or 0 to turn this limit off)",
+            ));
+        }
+        let burst = r.burst.unwrap_or(default.burst);
+        if !(1..=100_000).contains(&burst) {
+            return Err(self.err(&format!("{key}.burst"), "must be between 1 and 100000"));
+        }
+        Ok(Some(Rate { per_minute, burst }))
+    }
+
+    /// `[mint.rate_limit]`.
+    fn mint_rate_limit(&self, r: FileRateLimit) -> Result<MintRateLimit, ConfigError> {
+        let d = MintRateLimit::default();
+        let ipv4_prefix = r.ipv4_prefix.unwrap_or(d.ipv4_prefix);
+        if !(8..=32).contains(&ipv4_prefix) {
+            return Err(self.err(
+                "mint.rate_limit.ipv4_prefix",
+                "must be between 8 and 32 (24: one /24 is one network)",
+            ));
+        }
+        let ipv6_prefix = r.ipv6_prefix.unwrap_or(d.ipv6_prefix);
+        if !(32..=128).contains(&ipv6_prefix) {
+            return Err(self.err(
+                "mint.rate_limit.ipv6_prefix",
+                "must be between 32 and 128 (64: one /64 is one customer's link)",
+            ));
+        }
+        let max_tracked = r.max_tracked.unwrap_or(d.max_tracked);
+        if !(1000..=10_000_000).contains(&max_tracked) {
+            return Err(self.err(
+                "mint.rate_limit.max_tracked",
+                "must be between 1000 and 10000000",
+            ));
+        }
+        Ok(MintRateLimit {
+            lineage: self.rate("mint.rate_limit.lineage", r.lineage, MintRateLimit::LINEAGE)?,
+            client: self.rate("mint.rate_limit.client", r.client, MintRateLimit::CLIENT)?,
+            network: self.rate("mint.rate_limit.network", r.network, MintRateLimit::NETWORK)?,
+            ipv4_prefix,
+            ipv6_prefix,
+            max_tracked,
+        })
     }
 
     fn validate(&self, raw: FileConfig) -> Result<Config, ConfigError> {
@@ -1076,7 +1245,10 @@ impl Validator<'_> {
             audiences: raw.backchannel_logout.audiences.clone(),
         };
 
+        let mint_rate_limit = self.mint_rate_limit(raw.mint.rate_limit)?;
+
         Ok(Config {
+            mint_rate_limit,
             client_secrets,
             backchannel_logout,
             listeners,
@@ -1251,6 +1423,92 @@ mod tests {
         ] {
             let _ = load(t);
         }
+    }
+
+    #[test]
+    fn mint_rate_limits_default_and_validate() {
+        let c = load(MIN).unwrap();
+        assert_eq!(c.mint_rate_limit, MintRateLimit::default());
+        assert_eq!(c.mint_rate_limit.lineage, Some(MintRateLimit::LINEAGE));
+
+        let c = load(&format!(
+            "{MIN}[mint.rate_limit]\nlineage = {{ per_minute = 5 }}\nclient = {{ per_minute = 0 }}\n\
+             network = {{ per_minute = 60, burst = 20 }}\nipv4_prefix = 32\nipv6_prefix = 56\nmax_tracked = 5000\n"
+        ))
+        .unwrap();
+        let r = &c.mint_rate_limit;
+        assert_eq!(
+            r.lineage,
+            Some(Rate {
+                per_minute: 5,
+                burst: 10
+            }),
+            "an omitted burst keeps its default"
+        );
+        assert_eq!(r.client, None, "per_minute = 0 turns the scope off");
+        assert_eq!(
+            r.network,
+            Some(Rate {
+                per_minute: 60,
+                burst: 20
+            })
+        );
+        assert_eq!(
+            (r.ipv4_prefix, r.ipv6_prefix, r.max_tracked),
+            (32, 56, 5000)
+        );
+
+        // The dotted-table spelling works too.
+        let c = load(&format!(
+            "{MIN}[mint.rate_limit.lineage]\nper_minute = 3\nburst = 1\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            c.mint_rate_limit.lineage,
+            Some(Rate {
+                per_minute: 3,
+                burst: 1
+            })
+        );
+
+        for (tail, key) in [
+            ("lineage = { burst = 0 }", "mint.rate_limit.lineage.burst"),
+            (
+                "client = { burst = 100001 }",
+                "mint.rate_limit.client.burst",
+            ),
+            (
+                "network = { per_minute = 1000001 }",
+                "mint.rate_limit.network.per_minute",
+            ),
+            (
+                "lineage = { per_minute = 0, burst = 5 }",
+                "mint.rate_limit.lineage.burst",
+            ),
+            ("ipv4_prefix = 7", "mint.rate_limit.ipv4_prefix"),
+            ("ipv4_prefix = 33", "mint.rate_limit.ipv4_prefix"),
+            ("ipv6_prefix = 16", "mint.rate_limit.ipv6_prefix"),
+            ("ipv6_prefix = 129", "mint.rate_limit.ipv6_prefix"),
+            ("max_tracked = 10", "mint.rate_limit.max_tracked"),
+        ] {
+            let e = load(&format!("{MIN}[mint.rate_limit]\n{tail}\n")).unwrap_err();
+            assert_eq!(e.key, key, "{tail}: {e}");
+            assert!(
+                e.to_string().starts_with("handoff.toml: mint.rate_limit."),
+                "{e}"
+            );
+        }
+        // Unknown keys, and a negative number, are refused with a position.
+        for tail in [
+            "lineage = { per_second = 1 }",
+            "per_lineage = 1",
+            "lineage = { per_minute = -1 }",
+        ] {
+            let e = load(&format!("{MIN}[mint.rate_limit]\n{tail}\n")).unwrap_err();
+            assert!(e.key.contains(':'), "{tail}: {e}");
+        }
+        let e = load(&format!("{MIN}[mint]\nrate = 1\n")).unwrap_err();
+        assert!(e.reason.contains("unknown field `rate`"), "{e}");
     }
 
     #[test]

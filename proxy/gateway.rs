@@ -592,7 +592,7 @@ impl Gateway {
             return Ok(true);
         };
         let params = &form.params;
-        if params.get("audience") != Some(self.h.mint_audience.as_str()) {
+        if mint::classify_audience(&self.h.config.public_host, params) == mint::Audience::Other {
             let f = form.forward(ctx.client_ip);
             return self
                 .answer(session, token::mediate(&self.h, params, &f).await)
@@ -604,7 +604,13 @@ impl Gateway {
             self.h.policy.load().fingerprint_headers(),
         );
         let answer = mint::mint(&self.h, params, ctx.client_ip, fp).await;
-        respond_json(session, answer.status, &answer.body).await?;
+        respond(
+            session,
+            answer.status,
+            &answer.headers(),
+            Bytes::from(answer.body.to_string()),
+        )
+        .await?;
         Ok(true)
     }
 }

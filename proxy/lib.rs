@@ -22,6 +22,7 @@ pub mod jws;
 pub mod logging;
 pub mod metrics;
 pub mod mint;
+pub mod ratelimit;
 pub mod redeem;
 pub mod revocation;
 pub mod secret;

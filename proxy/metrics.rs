@@ -34,6 +34,10 @@ pub struct Metrics {
     pub rules_reloads: IntCounterVec,
     /// `handoff_request_seconds{route}`.
     pub request_latency: HistogramVec,
+    /// `handoff_mint_rate_limited_total{scope}`: mints refused with 429, by the
+    /// limit that refused them (`lineage`, `client`, `network`; see
+    /// [`crate::ratelimit::Scope`]).
+    pub mint_rate_limited: IntCounterVec,
 }
 
 impl Default for Metrics {
@@ -126,11 +130,19 @@ impl Metrics {
                 &["route"],
                 prometheus::DEFAULT_BUCKETS.to_vec(),
             ),
+            mint_rate_limited: counter(
+                "handoff_mint_rate_limited_total",
+                "Mint requests refused by a rate limit (429), by the limit's scope.",
+                &["scope"],
+            ),
             registry,
         };
         // Make the reasons visible at zero so dashboards and alerts have a series.
         for reason in crate::redeem::FAILURE_REASONS {
             m.redemptions.with_label_values(&["fallback", reason]);
+        }
+        for scope in crate::ratelimit::Scope::ALL {
+            m.mint_rate_limited.with_label_values(&[scope.as_str()]);
         }
         m
     }
@@ -142,6 +154,13 @@ impl Metrics {
             .encode(&self.registry.gather(), &mut buf)
             .expect("text encoding into a Vec cannot fail");
         String::from_utf8(buf).unwrap_or_default()
+    }
+
+    /// Current value of `handoff_mint_rate_limited_total{scope}` (tests).
+    pub fn mint_rate_limited_count(&self, scope: crate::ratelimit::Scope) -> u64 {
+        self.mint_rate_limited
+            .with_label_values(&[scope.as_str()])
+            .get()
     }
 
     /// Current value of `handoff_redemptions_total{outcome,reason}` (tests, benches).

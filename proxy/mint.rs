@@ -2,11 +2,18 @@
 //! transfer token.
 //!
 //! The request arrives at the IdP's token endpoint, which handoff fronts; what marks
-//! it as a mint is `audience = urn:{public host}:session_transfer`. In order:
+//! it as a mint is `audience = urn:{public host}:session_transfer` ([`classify_audience`]:
+//! the host case-insensitively, with or without its port). Any other
+//! `urn:*:session_transfer` audience is refused (`invalid_request`), never passed on:
+//! an SDK would take the IdP's plain token answer for an STT and put a real access
+//! token in a cookie or URL. In order:
+//! 0. the source network's rate limit ([`crate::ratelimit`]) → else 429;
 //! 1. parse the body (JSON or form) — malformed → `invalid_request`;
 //! 2. the client must be a native client allowed to mint → else `unauthorized_client`;
+//!    then the client's rate limit → else 429;
 //! 3. a refresh token that came out of a transfer session may not mint (no nesting);
-//!    its lineage is looked up (or a new one is started) — store down → 503;
+//!    its lineage is looked up (or a new one is started) — store down → 503; a known
+//!    lineage's rate limit → else 429, before the IdP could rotate the token;
 //! 4. the refresh grant goes to the IdP without the special audience: the IdP, not
 //!    handoff, decides whether the token is good; rejection → `invalid_grant`;
 //! 5. the user is the verified id_token's `sub`, or userinfo's;
@@ -49,6 +56,15 @@ impl TokenParams {
             .map(|(_, v)| v.as_str())
     }
 
+    /// Every value of `name`, in order (a body may repeat a parameter; callers that
+    /// must not guess which one the IdP reads look at all of them).
+    pub fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.0
+            .iter()
+            .filter(move |(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
     /// Form-encodes every parameter except those in `except`.
     pub fn to_form(&self, except: &[&str]) -> String {
         let kept: Vec<(&str, &str)> = self
@@ -88,6 +104,115 @@ impl OAuthError {
     }
 }
 
+/// What a token request's `audience` makes of it (SPEC §2.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Audience {
+    /// `urn:{public host}:session_transfer`: a mint.
+    Mint,
+    /// Some other `urn:*:session_transfer` (another host, or more than one
+    /// audience of which one asks for a transfer): refused with `invalid_request`,
+    /// never passed to the IdP — an SDK would take the plain token answer for an STT.
+    ForeignTransfer,
+    /// No session-transfer audience: an ordinary token request, proxied.
+    Other,
+}
+
+/// True when `audience` asks for a session transfer token: `urn:…:session_transfer`,
+/// ASCII case-insensitively and ignoring surrounding whitespace (the dangerous
+/// reading: an IdP or SDK might be that lenient).
+pub fn is_transfer_audience(audience: &str) -> bool {
+    let a = audience.trim().as_bytes();
+    let (prefix, suffix) = (b"urn:", b":session_transfer");
+    a.len() >= prefix.len() + suffix.len()
+        && a[..prefix.len()].eq_ignore_ascii_case(prefix)
+        && a[a.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
+}
+
+/// The forms of `public_host` an SDK may put in the audience: as configured, and
+/// without its port (Auth0.swift and Auth0.Android build the audience from the
+/// domain, lower-cased, without a port); an IPv6 literal also without brackets.
+fn audience_hosts(public_host: &str) -> Vec<&str> {
+    let mut out = vec![public_host];
+    let bare = if let Some(rest) = public_host.strip_prefix('[') {
+        // `[v6]` or `[v6]:port`
+        rest.split_once(']').and_then(|(v6, tail)| {
+            (tail.is_empty() || tail.strip_prefix(':').is_some_and(is_port)).then(|| {
+                out.push(&public_host[..v6.len() + 2]);
+                v6
+            })
+        })
+    } else {
+        match public_host.split_once(':') {
+            Some((host, port)) if !port.contains(':') && is_port(port) => Some(host),
+            _ => None,
+        }
+    };
+    if let Some(b) = bare {
+        out.push(b);
+    }
+    out
+}
+
+fn is_port(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 5 && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// Classifies a token request by its `audience` values against handoff's public
+/// host (SPEC §2.1). The host part matches case-insensitively, with or without the
+/// configured port; every `audience` value counts (a body that repeats it and asks
+/// for a transfer in any of them is not a clean mint); whatever other
+/// `urn:*:session_transfer` is asked for is [`Audience::ForeignTransfer`].
+pub fn classify_audience(public_host: &str, params: &TokenParams) -> Audience {
+    let values: Vec<&str> = params.all("audience").collect();
+    if !values.iter().any(|a| is_transfer_audience(a)) {
+        return Audience::Other;
+    }
+    let [only] = values[..] else {
+        return Audience::ForeignTransfer;
+    };
+    // Exact shape (no whitespace), host compared without regard to ASCII case.
+    let host = only
+        .get(4..only.len().saturating_sub(":session_transfer".len()))
+        .filter(|_| only.len() == only.trim().len());
+    match host {
+        Some(h)
+            if audience_hosts(public_host)
+                .iter()
+                .any(|c| c.eq_ignore_ascii_case(h)) =>
+        {
+            Audience::Mint
+        }
+        _ => Audience::ForeignTransfer,
+    }
+}
+
+/// An object's members in order, duplicates kept (`serde_json::Map` would keep only
+/// the last of a repeated key, while the IdP may read the first).
+struct JsonMembers(Vec<(String, Value)>);
+
+impl<'de> serde::Deserialize<'de> for JsonMembers {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Members;
+        impl<'de> serde::de::Visitor<'de> for Members {
+            type Value = JsonMembers;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<JsonMembers, A::Error> {
+                let mut out = Vec::new();
+                while let Some(kv) = map.next_entry::<String, Value>()? {
+                    out.push(kv);
+                }
+                Ok(JsonMembers(out))
+            }
+        }
+        d.deserialize_map(Members)
+    }
+}
+
 /// Parses a token-endpoint body: `application/json` (an object of strings) or
 /// `application/x-www-form-urlencoded`. Repeated parameters are refused (RFC 6749 §3.2).
 pub fn parse_token_body(
@@ -105,9 +230,12 @@ pub fn parse_token_body(
         .map_err(|_| OAuthError::invalid_request("the body is not UTF-8"))?;
     let pairs: Vec<(String, String)> = match ct.as_str() {
         "application/json" => {
-            let v: Value = serde_json::from_str(text).map_err(|_| OAuthError::invalid_request("the body is not valid JSON"))?;
-            let Value::Object(obj) = v else {
-                return Err(OAuthError::invalid_request("the JSON body must be an object"));
+            let obj = match serde_json::from_str::<JsonMembers>(text) {
+                Ok(m) => m.0,
+                Err(_) if serde_json::from_str::<Value>(text).is_ok() => {
+                    return Err(OAuthError::invalid_request("the JSON body must be an object"))
+                }
+                Err(_) => return Err(OAuthError::invalid_request("the body is not valid JSON")),
             };
             let mut out = Vec::with_capacity(obj.len());
             for (k, v) in obj {
@@ -149,9 +277,47 @@ pub struct MintAnswer {
     pub status: u16,
     /// JSON body.
     pub body: Value,
+    /// `Retry-After` in seconds (429 answers).
+    pub retry_after: Option<u64>,
 }
 
 impl MintAnswer {
+    /// The response headers: JSON, never cached, and `Retry-After` when set.
+    pub fn headers(&self) -> Vec<(&'static str, String)> {
+        let mut h = vec![
+            ("content-type", "application/json".to_string()),
+            ("cache-control", "no-store".to_string()),
+            ("pragma", "no-cache".to_string()),
+        ];
+        if let Some(s) = self.retry_after {
+            h.push(("retry-after", s.to_string()));
+        }
+        h
+    }
+
+    /// `429 Too Many Requests` for a mint a rate limit refused: `Retry-After` and an
+    /// RFC 6749 body with `temporarily_unavailable` — the code RFC 6749 gives "try
+    /// again later". Not `invalid_grant`, which SDKs take for a dead refresh token
+    /// (and log the user out), not `slow_down` (RFC 8628, device-code polling only).
+    /// Auth0.swift and Auth0.Android surface any non-2xx answer as a failed SSO
+    /// exchange, so it never looks like success; no `refresh_token` is in it, because
+    /// the presented one was neither sent to the IdP nor spent.
+    fn rate_limited(l: crate::ratelimit::Limited) -> Self {
+        let e = OAuthError {
+            status: 429,
+            error: "temporarily_unavailable",
+            description: format!(
+                "too many session transfer requests; retry after {} s",
+                l.retry_after_secs
+            ),
+        };
+        MintAnswer {
+            status: 429,
+            body: e.body(),
+            retry_after: Some(l.retry_after_secs),
+        }
+    }
+
     fn error(e: OAuthError, rotated: Option<&str>) -> Self {
         let mut body = e.body();
         if let Some(rt) = rotated {
@@ -162,8 +328,29 @@ impl MintAnswer {
         MintAnswer {
             status: e.status,
             body,
+            retry_after: None,
         }
     }
+}
+
+fn rate_limited(
+    h: &Handoff,
+    l: crate::ratelimit::Limited,
+    client_id: Option<&str>,
+    client_ip: IpAddr,
+) -> MintAnswer {
+    h.metrics
+        .mint_rate_limited
+        .with_label_values(&[l.scope.as_str()])
+        .inc();
+    tracing::info!(
+        scope = l.scope.as_str(),
+        client_id,
+        %client_ip,
+        retry_after = l.retry_after_secs,
+        "mint refused: rate limit"
+    );
+    MintAnswer::rate_limited(l)
 }
 
 fn unavailable(what: &str) -> OAuthError {
@@ -184,6 +371,7 @@ pub async fn mint(
     let answer = mint_inner(h, params, client_ip, fingerprint).await;
     let outcome = match answer.status {
         200 => "minted",
+        429 => "rate_limited",
         503 => "unavailable",
         _ => match answer.body.get("error").and_then(Value::as_str) {
             Some("invalid_grant") => "invalid_grant",
@@ -202,7 +390,20 @@ async fn mint_inner(
     client_ip: IpAddr,
     fingerprint: Option<[u8; 32]>,
 ) -> MintAnswer {
+    // 0. the source network's rate limit, before anything else
+    if let Err(l) = h.mint_limits.check_network(client_ip, h.clock.now_ms()) {
+        return rate_limited(h, l, None, client_ip);
+    }
     // 1. shape
+    if classify_audience(&h.config.public_host, params) != Audience::Mint {
+        tracing::warn!(%client_ip, "mint refused: a session transfer audience for another host");
+        return MintAnswer::error(
+            OAuthError::invalid_request(
+                "this audience asks for a session transfer token of another host; use urn:{this host}:session_transfer",
+            ),
+            None,
+        );
+    }
     if params.get("grant_type") != Some("refresh_token") {
         return MintAnswer::error(
             OAuthError::invalid_request(
@@ -252,6 +453,10 @@ async fn mint_inner(
         }
     };
 
+    if let Err(l) = h.mint_limits.check_client(client_id, h.clock.now_ms()) {
+        return rate_limited(h, l, Some(client_id), client_ip);
+    }
+
     // 3. lineage and nesting
     let presented = refresh_token.hash();
     let lineage = match h.store.refresh_token_info(&presented).await {
@@ -275,7 +480,17 @@ async fn mint_inner(
                 None,
             );
         }
-        Ok(Some(info)) => info.lineage,
+        Ok(Some(info)) => {
+            // Before the IdP is asked (and may rotate): a refused mint leaves the
+            // presented refresh token as good as it was.
+            if let Err(l) = h
+                .mint_limits
+                .check_lineage(&info.lineage.to_string(), h.clock.now_ms())
+            {
+                return rate_limited(h, l, Some(client_id), client_ip);
+            }
+            info.lineage
+        }
         Ok(None) => LineageId::generate(),
     };
 
@@ -430,6 +645,7 @@ async fn mint_inner(
     MintAnswer {
         status: 200,
         body: out,
+        retry_after: None,
     }
 }
 
@@ -463,6 +679,188 @@ mod tests {
             let e = parse_token_body(ct, body).unwrap_err();
             assert_eq!(e.error, "invalid_request");
         }
+    }
+
+    fn aud(values: &[&str]) -> TokenParams {
+        TokenParams(
+            values
+                .iter()
+                .map(|v| ("audience".to_string(), v.to_string()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn the_mint_audience_matches_as_the_sdks_build_it() {
+        for (host, audience) in [
+            (
+                "login.example.com",
+                "urn:login.example.com:session_transfer",
+            ),
+            (
+                "login.example.com",
+                "urn:Login.EXAMPLE.com:session_transfer",
+            ),
+            (
+                "login.example.com",
+                "URN:login.example.com:SESSION_TRANSFER",
+            ),
+            (
+                "login.example.com:8443",
+                "urn:login.example.com:8443:session_transfer",
+            ),
+            (
+                "login.example.com:8443",
+                "urn:LOGIN.example.com:session_transfer",
+            ),
+            ("127.0.0.1:8080", "urn:127.0.0.1:session_transfer"),
+            ("[::1]:8443", "urn:[::1]:8443:session_transfer"),
+            ("[::1]:8443", "urn:[::1]:session_transfer"),
+            ("[::1]:8443", "urn:::1:session_transfer"),
+            ("[2001:DB8::1]", "urn:[2001:db8::1]:session_transfer"),
+        ] {
+            assert_eq!(
+                classify_audience(host, &aud(&[audience])),
+                Audience::Mint,
+                "{host} {audience}"
+            );
+        }
+    }
+
+    #[test]
+    fn any_other_transfer_audience_is_foreign() {
+        for (host, values) in [
+            (
+                "login.example.com",
+                &["urn:evil.example:session_transfer"][..],
+            ),
+            ("login.example.com", &["URN:EVIL.EXAMPLE:SESSION_TRANSFER"]),
+            ("login.example.com", &["urn::session_transfer"]),
+            (
+                "login.example.com",
+                &["urn:login.example.com.evil:session_transfer"],
+            ),
+            (
+                "login.example.com",
+                &["urn:login.example.com:443:session_transfer"],
+            ),
+            (
+                "login.example.com",
+                &[" urn:login.example.com:session_transfer"],
+            ),
+            (
+                "login.example.com",
+                &["urn:login.example.com:session_transfer\n"],
+            ),
+            (
+                "login.example.com:8443",
+                &["urn:login.example.com:9443:session_transfer"],
+            ),
+            ("[::1]:8443", &["urn:[::2]:8443:session_transfer"]),
+            ("[::1]:8443", &["urn:::1:8443:session_transfer"]),
+            // Repeated: ours and another, or ours twice — which does the IdP read?
+            (
+                "login.example.com",
+                &[
+                    "urn:login.example.com:session_transfer",
+                    "https://api.example",
+                ],
+            ),
+            (
+                "login.example.com",
+                &[
+                    "https://api.example",
+                    "urn:login.example.com:session_transfer",
+                ],
+            ),
+            (
+                "login.example.com",
+                &[
+                    "urn:login.example.com:session_transfer",
+                    "urn:login.example.com:session_transfer",
+                ],
+            ),
+            (
+                "login.example.com",
+                &[
+                    "urn:evil:session_transfer",
+                    "urn:login.example.com:session_transfer",
+                ],
+            ),
+        ] {
+            assert_eq!(
+                classify_audience(host, &aud(values)),
+                Audience::ForeignTransfer,
+                "{host} {values:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn ordinary_audiences_pass() {
+        for values in [
+            &[][..],
+            &["https://api.example"],
+            &["urn:login.example.com:session_transfer_token"],
+            &["urn:login.example.com:session"],
+            &["session_transfer"],
+            &["https://api.example", "https://other.example"],
+        ] {
+            assert_eq!(
+                classify_audience("login.example.com", &aud(values)),
+                Audience::Other,
+                "{values:?}"
+            );
+        }
+        // Only the `audience` parameter counts.
+        let p = TokenParams(vec![(
+            "resource".into(),
+            "urn:evil:session_transfer".into(),
+        )]);
+        assert_eq!(classify_audience("h", &p), Audience::Other);
+    }
+
+    #[test]
+    fn json_bodies_cannot_hide_a_second_audience() {
+        // serde_json's Map keeps the last of a repeated key; the IdP may read the
+        // first. Refused like a repeated form parameter.
+        for body in [
+            &br#"{"audience":"urn:evil.example:session_transfer","audience":"https://api"}"#[..],
+            br#"{"audience":"https://api","audience":"urn:evil.example:session_transfer"}"#,
+            br#"{"audience":["urn:evil.example:session_transfer"]}"#,
+            br#"{"audience":{"a":"urn:evil.example:session_transfer"}}"#,
+        ] {
+            let e = parse_token_body(Some("application/json"), body).unwrap_err();
+            assert_eq!(
+                e.error,
+                "invalid_request",
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+        let e = parse_token_body(Some("application/json"), b"[1]").unwrap_err();
+        assert_eq!(e.description, "the JSON body must be an object");
+        let e = parse_token_body(Some("application/json"), b"{").unwrap_err();
+        assert_eq!(e.description, "the body is not valid JSON");
+        let e = parse_token_body(
+            Some("application/x-www-form-urlencoded"),
+            b"audience=urn%3Aevil%3Asession_transfer&audience=x",
+        )
+        .unwrap_err();
+        assert_eq!(e.error, "invalid_request");
+    }
+
+    #[test]
+    fn a_rate_limited_answer_is_not_a_success() {
+        let a = MintAnswer::rate_limited(crate::ratelimit::Limited {
+            scope: crate::ratelimit::Scope::Lineage,
+            retry_after_secs: 7,
+        });
+        assert_eq!(a.status, 429);
+        assert_eq!(a.body["error"], "temporarily_unavailable");
+        assert!(a.body.get("access_token").is_none());
+        assert!(a.body.get("refresh_token").is_none());
+        assert!(a.headers().contains(&("retry-after", "7".to_string())));
     }
 
     #[test]

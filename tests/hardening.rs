@@ -455,3 +455,221 @@ async fn rules_status_is_json() {
         .json();
     assert_eq!(v["last_reload"]["ok"], json!(true));
 }
+
+/// The token requests the IdP received.
+fn idp_token_requests(w: &World) -> usize {
+    w.idp
+        .requests()
+        .iter()
+        .filter(|r| r.path() == "/oauth/token")
+        .count()
+}
+
+/// Attack 15: an unchanged Auth0 SDK configured with another domain asks for
+/// `urn:{that domain}:session_transfer`. Passed on as an ordinary refresh, the IdP's
+/// plain answer would be taken by the SDK for an STT and a real access token put in
+/// a cookie or URL. Any other `urn:*:session_transfer` is refused, in any case, in
+/// JSON or form, and when a repeated `audience` hides it; the IdP sees nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_foreign_session_transfer_audience_is_refused_not_proxied() {
+    let mut w = World::with(true, IdpOptions::default(), opts(rules("", ""), "")).await;
+    let a = Client::device_a();
+    let rt = w.refresh_token("alice");
+    let url = w.hd.url("/oauth/token");
+    let port = w.hd.addr.port();
+    let check = |r: support::http::Resp, what: &str| {
+        assert_eq!(r.status, 400, "{what}: {}", r.body);
+        assert_eq!(r.json()["error"], "invalid_request", "{what}: {}", r.body);
+        assert!(r.json().get("access_token").is_none(), "{what}");
+    };
+    for audience in [
+        "urn:evil.example:session_transfer".to_string(),
+        "URN:EVIL.EXAMPLE:SESSION_TRANSFER".to_string(),
+        "urn:evil.example:Session_Transfer".to_string(),
+        format!("urn:127.0.0.2:{port}:session_transfer"),
+        "urn:127.0.0.1:1:session_transfer".to_string(),
+        format!(" urn:127.0.0.1:{port}:session_transfer"),
+    ] {
+        let form = [
+            ("grant_type", "refresh_token"),
+            ("client_id", "native-app"),
+            ("refresh_token", rt.as_str()),
+            ("audience", audience.as_str()),
+        ];
+        check(a.post_form(&url, &form, &[]).await, &audience);
+        let body = json!({"grant_type": "refresh_token", "client_id": "native-app",
+                          "refresh_token": rt, "audience": audience});
+        check(a.post_json(&url, &body, &[]).await, &audience);
+    }
+    // A repeated audience: JSON (where a parser keeps the last, and the IdP may read
+    // the first) and form, either order.
+    let rt_json = serde_json::to_string(&rt).unwrap();
+    for (first, second) in [
+        ("urn:evil.example:session_transfer", "https://api.example"),
+        ("https://api.example", "urn:evil.example:session_transfer"),
+    ] {
+        let body = format!(
+            r#"{{"grant_type":"refresh_token","client_id":"native-app","refresh_token":{rt_json},"audience":"{first}","audience":"{second}"}}"#
+        );
+        let r = a
+            .send("POST", &url, &[("content-type", "application/json")], body)
+            .await;
+        check(r, &format!("JSON duplicate {first} {second}"));
+        let form = [
+            ("grant_type", "refresh_token"),
+            ("client_id", "native-app"),
+            ("refresh_token", rt.as_str()),
+            ("audience", first),
+            ("audience", second),
+        ];
+        check(
+            a.post_form(&url, &form, &[]).await,
+            &format!("form duplicate {first} {second}"),
+        );
+    }
+    assert_eq!(idp_token_requests(&w), 0, "the IdP saw a refresh request");
+    assert!(w.idp.refresh_token_active(&rt));
+    w.assert_no_leaks();
+}
+
+/// SPEC §2.1: the SDKs build the audience from the domain, lower-cased and without
+/// the port; the host matches case-insensitively, with or without the port.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mint_audience_matches_in_any_case_with_or_without_the_port() {
+    let mut w = World::with(true, IdpOptions::default(), opts(rules("", ""), "")).await;
+    let a = Client::device_a();
+    let port = w.hd.addr.port();
+    for audience in [
+        "urn:127.0.0.1:session_transfer".to_string(),
+        "URN:127.0.0.1:SESSION_TRANSFER".to_string(),
+        format!("Urn:127.0.0.1:{port}:Session_Transfer"),
+    ] {
+        let rt = w.refresh_token("alice");
+        let form = [
+            ("grant_type", "refresh_token"),
+            ("client_id", "native-app"),
+            ("refresh_token", rt.as_str()),
+            ("audience", audience.as_str()),
+        ];
+        let r = a.post_form(&w.hd.url("/oauth/token"), &form, &[]).await;
+        assert_eq!(r.status, 200, "{audience}: {}", r.body);
+        let v = r.json();
+        assert_eq!(
+            v["issued_token_type"],
+            handoff::mint::ISSUED_TOKEN_TYPE,
+            "{audience}: {}",
+            r.body
+        );
+        let stt = v["access_token"].as_str().unwrap().to_string();
+        for k in ["access_token", "refresh_token", "id_token"] {
+            w.secrets.push(v[k].as_str().unwrap().to_string());
+        }
+        assert!(
+            logged_in(&w.redeem_cookie(&a, &stt, AUTHORIZE).await),
+            "{audience}: a real STT"
+        );
+    }
+    w.assert_no_leaks();
+}
+
+/// Attack 7: chained mints from one login grew the store without bound. The
+/// lineage's limit (default burst 10) answers 429 with `Retry-After` before the IdP
+/// is asked, so the refused request's refresh token is neither spent nor rotated
+/// and still mints once the wait is over; the refresh-token keys stay bounded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chained_mints_from_one_lineage_are_rate_limited_before_the_idp() {
+    let mut w = World::with(true, IdpOptions::default(), opts(rules("", ""), "")).await;
+    let a = Client::device_a();
+    let mut rt = w.refresh_token("alice");
+    let mut minted = 0;
+    let refused = loop {
+        let r = w.mint_as(&a, "native-app", &rt).await;
+        if r.status != 200 {
+            break r;
+        }
+        minted += 1;
+        assert!(minted <= 12, "no limit after {minted} chained mints");
+        rt = r.json()["refresh_token"].as_str().unwrap().to_string();
+    };
+    assert!(minted >= 10, "the default burst is 10, got {minted}");
+    assert_eq!(refused.status, 429, "{}", refused.body);
+    let v = refused.json();
+    assert_eq!(v["error"], "temporarily_unavailable", "{}", refused.body);
+    for k in [
+        "access_token",
+        "refresh_token",
+        "issued_token_type",
+        "id_token",
+    ] {
+        assert!(
+            v.get(k).is_none(),
+            "{k} in a refused mint: {}",
+            refused.body
+        );
+    }
+    let retry: i64 = refused
+        .header("retry-after")
+        .and_then(|s| s.parse().ok())
+        .expect("Retry-After in seconds");
+    assert!((1..=60).contains(&retry), "{retry}");
+    assert_eq!(
+        idp_token_requests(&w),
+        minted,
+        "the IdP saw the refused mint"
+    );
+    assert!(w.idp.refresh_token_active(&rt), "not spent, not rotated");
+    assert!(
+        w.hd.h
+            .metrics
+            .render()
+            .contains("handoff_mint_rate_limited_total{scope=\"lineage\"} 1"),
+        "{}",
+        w.hd.h.metrics.render()
+    );
+    let mut c = w.redis.as_ref().unwrap().conn();
+    let keys: Vec<String> = redis::cmd("KEYS").arg("*:rt:*").query(&mut c).unwrap();
+    assert!(
+        keys.len() <= minted + 1,
+        "{} refresh-token keys",
+        keys.len()
+    );
+    // Once the wait is over, the very token that was refused mints.
+    w.hd.clock.advance_secs(retry);
+    let r = w.mint_as(&a, "native-app", &rt).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    w.assert_no_leaks();
+}
+
+/// Attack 7, many accounts from one network: the per-network limit (here lowered
+/// by config) counts every mint from one IPv4 /24 and refuses before the store or
+/// the IdP is asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mints_from_one_network_are_rate_limited() {
+    let mut w = World::with(
+        true,
+        IdpOptions::default(),
+        opts(
+            rules("", ""),
+            "[mint.rate_limit]\nnetwork = { per_minute = 1, burst = 2 }\n",
+        ),
+    )
+    .await;
+    let (a, b) = (Client::device_a(), Client::device_b());
+    for (c, sub) in [(&a, "alice"), (&b, "bob")] {
+        let rt = w.refresh_token(sub);
+        assert_eq!(w.mint_as(c, "native-app", &rt).await.status, 200);
+    }
+    // Another account, another device, the same /24 (127.0.0.0/24).
+    let rt = w.refresh_token("carol");
+    let r = w.mint_as(&b, "native-app", &rt).await;
+    assert_eq!(r.status, 429, "{}", r.body);
+    assert!(r.header("retry-after").is_some());
+    assert_eq!(idp_token_requests(&w), 2);
+    assert!(w.idp.refresh_token_active(&rt));
+    assert!(w
+        .hd
+        .h
+        .metrics
+        .render()
+        .contains("handoff_mint_rate_limited_total{scope=\"network\"} 1"));
+}

@@ -46,6 +46,8 @@ async fn reload_under_load_never_drops_or_mixes_a_request() {
         },
         Options {
             rules: a_rules.clone(),
+            // A load test: one lineage mints far beyond what the rate limits allow.
+            extra: "[mint.rate_limit]\nlineage = { per_minute = 0 }\nnetwork = { per_minute = 0 }\nclient = { per_minute = 0 }\n".into(),
             ..Options::default()
         },
     )
