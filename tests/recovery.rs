@@ -173,12 +173,7 @@ async fn first_redemption_after_an_outage_with_traffic_succeeds() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn first_session_check_after_an_outage_succeeds() {
-    direct(
-        "50ms",
-        true,
-        [Step::SessionCheck, Step::Mint, Step::Redeem],
-    )
-    .await;
+    direct("50ms", true, [Step::SessionCheck, Step::Mint, Step::Redeem]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -192,7 +187,10 @@ async fn first_mint_after_an_idle_redis_restart_succeeds() {
 }
 
 fn sentinel_query<T: redis::FromRedisValue>(s: &SentinelServer, args: &[&str]) -> T {
-    let mut c = redis::Client::open(s.url()).unwrap().get_connection().unwrap();
+    let mut c = redis::Client::open(s.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
     let mut cmd = redis::cmd("SENTINEL");
     for a in args {
         cmd.arg(*a);
@@ -238,7 +236,11 @@ async fn first_requests_after_a_sentinel_failover_succeed() {
     let p = prepare(&mut w, &a).await;
     // Everything written so far is on the replica.
     let mut mc = master.conn();
-    let () = redis::cmd("SET").arg("marker").arg("1").query(&mut mc).unwrap();
+    let () = redis::cmd("SET")
+        .arg("marker")
+        .arg("1")
+        .query(&mut mc)
+        .unwrap();
     let acked: i64 = redis::cmd("WAIT").arg(1).arg(5000).query(&mut mc).unwrap();
     assert_eq!(acked, 1, "the replica did not acknowledge");
     let replica_port = replica.port().to_string();
@@ -246,7 +248,9 @@ async fn first_requests_after_a_sentinel_failover_succeed() {
         wait_for("Sentinel sees the replica", 20, || {
             let replicas: Vec<std::collections::HashMap<String, String>> =
                 sentinel_query(&sentinel, &["replicas", "mymaster"]);
-            replicas.iter().any(|r| r.get("port") == Some(&replica_port))
+            replicas
+                .iter()
+                .any(|r| r.get("port") == Some(&replica_port))
         });
         master.stop();
         wait_for("Sentinel promotes the replica", 30, || {
