@@ -306,7 +306,7 @@ impl SentinelConn {
                 return;
             }
         };
-        drop(sentinel);
+        // (Still under the lock: whoever waits on it sees the new manager.)
         match ConnectionManager::new_lazy_with_config(client, manager_config(self.timeout)) {
             Ok(m) => {
                 self.current.store(Arc::new(Some(m)));
@@ -314,6 +314,7 @@ impl SentinelConn {
             }
             Err(e) => tracing::warn!(error = %e, "Redis Sentinel: cannot connect to the master"),
         }
+        drop(sentinel);
     }
 
     /// [`Self::resolve_unless_replaced`] in the background.
