@@ -76,6 +76,54 @@ fn broken_configs_are_refused_with_file_key_and_reason() {
     assert_eq!(code, 1);
 }
 
+/// Issue 16, defect 3: two listeners on one address (the admin listener on the
+/// public one's port, a wildcard overlapping a specific address, two TLS
+/// listeners) are refused, naming both keys; distinct ports are fine.
+#[test]
+fn listeners_sharing_an_address_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = "[server]\npublic_host = \"x\"\n";
+    let cases = [
+        (
+            "listen = [\"0.0.0.0:8080\"]\n[upstream]\naddress = \"a:1\"\n[admin]\nlisten = \"127.0.0.1:8080\"\n",
+            Some(("admin.listen", "server.listen[0]")),
+        ),
+        (
+            "listen = [\"127.0.0.1:8080\", \"[::]:8080\"]\n[upstream]\naddress = \"a:1\"\n",
+            Some(("server.listen[1]", "server.listen[0]")),
+        ),
+        (
+            "listen = [\"127.0.0.1:8080\"]\n[upstream]\naddress = \"a:1\"\n[admin]\nlisten = \"127.0.0.1:8080\"\n",
+            Some(("admin.listen", "server.listen[0]")),
+        ),
+        (
+            "listen = [\"0.0.0.0:8080\"]\n[upstream]\naddress = \"a:1\"\n[admin]\nlisten = \"127.0.0.1:9090\"\n",
+            None,
+        ),
+        (
+            "listen = [\"127.0.0.1:0\"]\n[upstream]\naddress = \"a:1\"\n[admin]\nlisten = \"127.0.0.1:0\"\n",
+            None,
+        ),
+    ];
+    for (i, (text, clash)) in cases.iter().enumerate() {
+        let p = dir.path().join(format!("l{i}.toml"));
+        std::fs::write(&p, format!("{base}{text}")).unwrap();
+        let (code, out, err) = handoff(&["config", "check", p.to_str().unwrap()]);
+        no_panic(&err);
+        match clash {
+            Some((key, other)) => {
+                assert_eq!(code, 1, "{text:?} was accepted: {out}");
+                assert!(
+                    err.contains(&format!("l{i}.toml: {key}: ")),
+                    "names {key}: {err}"
+                );
+                assert!(err.contains(other), "names {other}: {err}");
+            }
+            None => assert_eq!(code, 0, "{text:?} was refused: {err}"),
+        }
+    }
+}
+
 #[test]
 fn broken_rules_are_refused_with_line_and_column() {
     let dir = tempfile::tempdir().unwrap();

@@ -6,6 +6,12 @@
 //! manager lives on a small runtime of its own ([`background_runtime`]) so that
 //! its connection task outlives any one of pingora's worker runtimes.
 //!
+//! After an outage the first request must not pay for the dead connection: a
+//! health task checks the connection every 100 ms and so replaces it before a
+//! request needs it, and an operation that fails on the connection is sent once
+//! more (within its timeout) when that is safe — always for the idempotent ones,
+//! and for the others only when the error proves Redis did not apply it.
+//!
 //! Multi-key steps are Lua scripts whose keys share the lineage hash tag, so each
 //! is one round trip, atomic, and valid on Redis Cluster.
 
@@ -15,7 +21,6 @@ use ::redis::aio::ConnectionManager;
 use ::redis::sentinel::{SentinelClient, SentinelServerType};
 use ::redis::{AsyncCommands, Script};
 use arc_swap::ArcSwap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::sync::OnceLock;
 
@@ -130,6 +135,7 @@ pub struct RedisStore {
     revoke_lineage: Script,
     move_session: Script,
     source: Source,
+    _health: Health,
 }
 
 /// Where connections come from: one address, or whatever master Sentinel names.
@@ -158,35 +164,149 @@ fn manager_config(timeout: Duration) -> ::redis::aio::ConnectionManagerConfig {
         .set_max_delay(Duration::from_millis(500))
 }
 
-/// The connection every operation uses. Direct: a reconnecting
-/// [`ConnectionManager`]. Sentinel: a manager for the master Sentinel named last;
-/// when an operation fails as if the master were gone (connection errors, or
-/// `READONLY` from a demoted master after a failover), Sentinel is asked again in
-/// the background and the next operations go to the new master. The failed
-/// operation itself fails (closed), like any store error.
+/// How often the health task checks the command connection. A dead connection
+/// (Redis restarted while idle) or a failed reconnect (Redis was down at the last
+/// attempt) is replaced by the time the next request needs it, at most this long
+/// after Redis answers again.
+const HEALTH_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Sentinel is not asked again within this long of the last time (a storm of
+/// failing requests during an outage must not become a storm of lookups).
+const RESOLVE_GAP: Duration = Duration::from_millis(50);
+
+/// Whether an operation may be sent a second time after a connection-level
+/// failure. A retry stays inside the operation's one timeout.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Retry {
+    /// Running it twice has the effect of running it once (reads, SETs of the
+    /// same value, the idempotent scripts): retried after any connection-level
+    /// error, even when the first attempt may have executed.
+    Idempotent,
+    /// Not safe to run twice (consuming an STT — a second run reports a replay —,
+    /// taking a code, counting a hop): retried only when the error proves the
+    /// request was not applied (the connection was refused, so nothing was sent;
+    /// or a demoted master refused the write with `READONLY`).
+    IfNotApplied,
+}
+
+/// The error proves Redis did not apply the request.
+fn not_applied(e: &::redis::RedisError) -> bool {
+    e.is_connection_refusal() || e.code() == Some("READONLY")
+}
+
+/// The connection failed (as opposed to Redis answering with an error, or the
+/// time running out).
+fn connection_level(e: &::redis::RedisError) -> bool {
+    !e.is_timeout() && (e.is_io_error() || e.is_connection_dropped())
+}
+
+impl Retry {
+    fn allows(self, e: &::redis::RedisError) -> bool {
+        not_applied(e) || (self == Retry::Idempotent && connection_level(e))
+    }
+}
+
+/// The connection every operation uses, with the retry rule of the operation.
+/// Direct: a reconnecting [`ConnectionManager`]. Sentinel: a manager for the
+/// master Sentinel named last; when an operation fails as if the master were
+/// gone (connection errors, or `READONLY` from a demoted master after a
+/// failover), Sentinel is asked again and, where the retry rule allows, the
+/// operation is sent once more to the new master. A background health task
+/// ([`RedisStore::health`]) keeps the connection fresh between requests.
 #[derive(Clone)]
-enum RedisConn {
+struct RedisConn {
+    link: Link,
+    retry: Retry,
+}
+
+#[derive(Clone)]
+enum Link {
     Direct(ConnectionManager),
     Sentinel(Arc<SentinelConn>),
 }
 
+impl RedisConn {
+    /// The same connection, for an operation that may be retried after any
+    /// connection-level error.
+    fn idempotent(&self) -> RedisConn {
+        RedisConn {
+            link: self.link.clone(),
+            retry: Retry::Idempotent,
+        }
+    }
+
+    /// Sends with `send`, and once more if the first attempt failed in a way the
+    /// retry rule allows. (The manager has already started replacing a failed
+    /// connection; the second attempt waits for the new one.)
+    async fn send<'a, T>(
+        &'a self,
+        send: impl Fn(ConnectionManager) -> ::redis::RedisFuture<'a, T> + Send + 'a,
+    ) -> ::redis::RedisResult<T> {
+        match &self.link {
+            Link::Direct(m) => match send(m.clone()).await {
+                Err(e) if self.retry.allows(&e) => {
+                    tracing::debug!(error = %e, "Redis: connection failed; sending again");
+                    send(m.clone()).await
+                }
+                r => r,
+            },
+            Link::Sentinel(s) => {
+                let (used, m) = s.current_manager().await?;
+                let e = match send(m).await {
+                    Err(e) if master_gone(&e) => e,
+                    r => return r,
+                };
+                if !self.retry.allows(&e) {
+                    s.re_resolve(used);
+                    return Err(e);
+                }
+                tracing::debug!(error = %e, "Redis Sentinel: master gone; asking again and sending again");
+                s.resolve_unless_replaced(&used).await;
+                let (used, m) = s.current_manager().await?;
+                let r = send(m).await;
+                if r.as_ref().is_err_and(master_gone) {
+                    s.re_resolve(used);
+                }
+                r
+            }
+        }
+    }
+}
+
+type Current = Arc<Option<ConnectionManager>>;
+
 struct SentinelConn {
     current: ArcSwap<Option<ConnectionManager>>,
     sentinel: Arc<tokio::sync::Mutex<SentinelClient>>,
-    resolving: AtomicBool,
+    /// When Sentinel was last asked (see [`RESOLVE_GAP`]).
+    asked: std::sync::Mutex<Option<std::time::Instant>>,
     timeout: Duration,
 }
 
 impl SentinelConn {
-    async fn resolve(self: Arc<Self>) {
-        let client = match self.sentinel.lock().await.async_get_client().await {
+    /// Asks Sentinel for the master and connects to it — unless `failed` (the
+    /// manager an operation just saw fail) was replaced meanwhile, or Sentinel
+    /// was asked a moment ago. Lookups are serialized.
+    async fn resolve_unless_replaced(&self, failed: &Current) {
+        let mut sentinel = self.sentinel.lock().await;
+        if !Arc::ptr_eq(&self.current.load_full(), failed) {
+            return;
+        }
+        {
+            let mut asked = self.asked.lock().unwrap_or_else(|p| p.into_inner());
+            if asked.is_some_and(|t| t.elapsed() < RESOLVE_GAP) {
+                return;
+            }
+            *asked = Some(std::time::Instant::now());
+        }
+        let client = match sentinel.async_get_client().await {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(error = %e, "Redis Sentinel: cannot find the master");
-                self.resolving.store(false, Ordering::SeqCst);
                 return;
             }
         };
+        // (Still under the lock: whoever waits on it sees the new manager.)
         match ConnectionManager::new_lazy_with_config(client, manager_config(self.timeout)) {
             Ok(m) => {
                 self.current.store(Arc::new(Some(m)));
@@ -194,29 +314,57 @@ impl SentinelConn {
             }
             Err(e) => tracing::warn!(error = %e, "Redis Sentinel: cannot connect to the master"),
         }
-        self.resolving.store(false, Ordering::SeqCst);
+        drop(sentinel);
     }
 
-    fn re_resolve(self: &Arc<Self>) {
-        if !self.resolving.swap(true, Ordering::SeqCst) {
-            background_runtime().spawn(self.clone().resolve());
-        }
-    }
-
-    fn manager(&self) -> Option<ConnectionManager> {
-        self.current.load().as_ref().clone()
+    /// [`Self::resolve_unless_replaced`] in the background.
+    fn re_resolve(self: &Arc<Self>, failed: Current) {
+        let this = self.clone();
+        background_runtime().spawn(async move { this.resolve_unless_replaced(&failed).await });
     }
 
     /// The manager for the current master, asking Sentinel now when none is known
     /// yet (at start, or when every lookup so far failed).
-    async fn current_manager(self: &Arc<Self>) -> ::redis::RedisResult<ConnectionManager> {
-        if let Some(m) = self.manager() {
-            return Ok(m);
+    async fn current_manager(&self) -> ::redis::RedisResult<(Current, ConnectionManager)> {
+        let current = self.current.load_full();
+        if let Some(m) = current.as_ref() {
+            return Ok((current.clone(), m.clone()));
         }
-        self.clone().resolve().await;
-        self.manager().ok_or_else(|| {
-            ::redis::RedisError::from((::redis::ErrorKind::Io, "Redis Sentinel: no master known"))
-        })
+        self.resolve_unless_replaced(&current).await;
+        let current = self.current.load_full();
+        match current.as_ref() {
+            Some(m) => Ok((current.clone(), m.clone())),
+            None => Err(::redis::RedisError::from((
+                ::redis::ErrorKind::Io,
+                "Redis Sentinel: no master known",
+            ))),
+        }
+    }
+
+    /// One health check: the current master still answers, as a master (a
+    /// demoted one answers PING too, but not writes). Otherwise Sentinel is asked
+    /// again.
+    async fn check(&self) -> ::redis::RedisResult<()> {
+        let (used, mut m) = self.current_manager().await?;
+        let role = ::redis::cmd("ROLE")
+            .query_async::<Vec<::redis::Value>>(&mut m)
+            .await
+            .and_then(|v| {
+                let role = v
+                    .first()
+                    .and_then(|r| ::redis::from_redis_value_ref::<String>(r).ok());
+                match role.as_deref() {
+                    Some("master") => Ok(()),
+                    _ => Err(::redis::RedisError::from((
+                        ::redis::ErrorKind::Io,
+                        "Redis Sentinel: the known master is no master",
+                    ))),
+                }
+            });
+        if role.is_err() {
+            self.resolve_unless_replaced(&used).await;
+        }
+        role
     }
 }
 
@@ -232,19 +380,8 @@ impl ::redis::aio::ConnectionLike for RedisConn {
         &'a mut self,
         cmd: &'a ::redis::Cmd,
     ) -> ::redis::RedisFuture<'a, ::redis::Value> {
-        match self {
-            RedisConn::Direct(m) => m.req_packed_command(cmd),
-            RedisConn::Sentinel(s) => Box::pin(async move {
-                let mut m = s.current_manager().await?;
-                let r = m.req_packed_command(cmd).await;
-                if let Err(e) = &r {
-                    if master_gone(e) {
-                        s.re_resolve();
-                    }
-                }
-                r
-            }),
-        }
+        let this = &*self;
+        Box::pin(this.send(move |mut m| Box::pin(async move { m.send_packed_command(cmd).await })))
     }
 
     fn req_packed_commands<'a>(
@@ -253,23 +390,23 @@ impl ::redis::aio::ConnectionLike for RedisConn {
         offset: usize,
         count: usize,
     ) -> ::redis::RedisFuture<'a, Vec<::redis::Value>> {
-        match self {
-            RedisConn::Direct(m) => m.req_packed_commands(pipeline, offset, count),
-            RedisConn::Sentinel(s) => Box::pin(async move {
-                let mut m = s.current_manager().await?;
-                let r = m.req_packed_commands(pipeline, offset, count).await;
-                if let Err(e) = &r {
-                    if master_gone(e) {
-                        s.re_resolve();
-                    }
-                }
-                r
-            }),
-        }
+        let this = &*self;
+        Box::pin(this.send(move |mut m| {
+            Box::pin(async move { m.send_packed_commands(pipeline, offset, count).await })
+        }))
     }
 
     fn get_db(&self) -> i64 {
         0
+    }
+}
+
+/// The health task of one store; stopped with it.
+struct Health(tokio::task::JoinHandle<()>);
+
+impl Drop for Health {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -294,7 +431,7 @@ impl RedisStore {
             .map_err(|e| StoreError::Unavailable(format!("bad Redis URL ({:?})", e.kind())))?;
         let source = Source::Direct(client.clone());
         let _guard = background_runtime().enter();
-        let conn = RedisConn::Direct(
+        let conn = Link::Direct(
             ConnectionManager::new_lazy_with_config(client, manager_config(timeout))
                 .map_err(|e| StoreError::Unavailable(e.to_string()))?,
         );
@@ -324,12 +461,12 @@ impl RedisStore {
         let conn = Arc::new(SentinelConn {
             current: ArcSwap::from_pointee(None),
             sentinel: sentinel.clone(),
-            resolving: AtomicBool::new(false),
+            asked: std::sync::Mutex::new(None),
             timeout,
         });
-        conn.re_resolve();
+        conn.re_resolve(conn.current.load_full());
         Ok(Self::with(
-            RedisConn::Sentinel(conn),
+            Link::Sentinel(conn),
             Source::Sentinel(sentinel),
             key_prefix,
             timeout,
@@ -338,14 +475,18 @@ impl RedisStore {
     }
 
     fn with(
-        conn: RedisConn,
+        link: Link,
         source: Source,
         key_prefix: &str,
         timeout: Duration,
         clock: SharedClock,
     ) -> Self {
+        let _health = Self::health(link.clone(), timeout);
         RedisStore {
-            conn,
+            conn: RedisConn {
+                link,
+                retry: Retry::IfNotApplied,
+            },
             keys: Keys::new(key_prefix),
             timeout,
             clock,
@@ -357,7 +498,51 @@ impl RedisStore {
             revoke_lineage: Script::new(REVOKE_LINEAGE),
             move_session: Script::new(MOVE_SESSION),
             source,
+            _health,
         }
+    }
+
+    /// The health task: every [`HEALTH_INTERVAL`], a PING (Direct) or ROLE
+    /// (Sentinel) on the command connection. A failure makes the manager start a
+    /// new connection (and, through Sentinel, asks for the master again), so
+    /// after an outage the connection is back before a request needs it — the
+    /// manager would otherwise hand the next request the error of its last
+    /// failed reconnect, or the dead connection of before the outage.
+    fn health(link: Link, timeout: Duration) -> Health {
+        let bound = timeout.max(Duration::from_millis(250));
+        Health(background_runtime().spawn(async move {
+            let mut healthy = true;
+            loop {
+                tokio::time::sleep(HEALTH_INTERVAL).await;
+                let check = async {
+                    match &link {
+                        Link::Direct(m) => {
+                            let mut m = m.clone();
+                            ::redis::cmd("PING")
+                                .query_async::<String>(&mut m)
+                                .await
+                                .map(drop)
+                        }
+                        Link::Sentinel(s) => s.check().await,
+                    }
+                };
+                let r = match tokio::time::timeout(bound, check).await {
+                    Ok(r) => r.map_err(|e| e.to_string()),
+                    Err(_) => Err("timed out".to_string()),
+                };
+                match r {
+                    Ok(()) if !healthy => {
+                        healthy = true;
+                        tracing::info!("Redis store connection re-established");
+                    }
+                    Err(e) if healthy => {
+                        healthy = false;
+                        tracing::warn!(error = %e, "Redis store connection lost; reconnecting");
+                    }
+                    _ => {}
+                }
+            }
+        }))
     }
 
     async fn run<T, F>(&self, fut: F) -> Result<T, StoreError>
@@ -379,7 +564,7 @@ impl Store for RedisStore {
         &self,
         token: &SecretHash,
     ) -> Result<Option<RefreshTokenInfo>, StoreError> {
-        let mut c = self.conn.clone();
+        let mut c = self.conn.idempotent();
         let v: Option<String> = self.run(c.get(self.keys.refresh(token))).await?;
         v.map(|v| decode("refresh token info", v.as_bytes()))
             .transpose()
@@ -392,7 +577,7 @@ impl Store for RedisStore {
         refresh_tokens: &[SecretHash],
         refresh_ttl: Duration,
     ) -> Result<MintWrite, StoreError> {
-        let mut c = self.conn.clone();
+        let mut c = self.conn.idempotent();
         let info = encode(&RefreshTokenInfo {
             native_client: Some(ctx.native_client_id.clone()),
             ..RefreshTokenInfo::native(ctx.lineage.clone())
@@ -427,6 +612,7 @@ impl Store for RedisStore {
         lineage: &LineageId,
         stt: &SecretHash,
     ) -> Result<Consumed, StoreError> {
+        // Not idempotent: retried only when Redis cannot have applied it.
         let mut c = self.conn.clone();
         let (state, value, revoked): (i64, String, i64) = self
             .run(
@@ -455,7 +641,7 @@ impl Store for RedisStore {
         lineage: &LineageId,
         ttl: Duration,
     ) -> Result<usize, StoreError> {
-        let mut c = self.conn.clone();
+        let mut c = self.conn.idempotent();
         let members: Vec<String> = self
             .run(
                 self.revoke_lineage
@@ -487,7 +673,7 @@ impl Store for RedisStore {
         &self,
         lineage: &LineageId,
     ) -> Result<Vec<(SecretHash, WebSession)>, StoreError> {
-        let mut c = self.conn.clone();
+        let mut c = self.conn.idempotent();
         let members: Vec<String> = self
             .run(c.smembers(self.keys.lineage_sessions(lineage)))
             .await?;
@@ -516,7 +702,7 @@ impl Store for RedisStore {
     }
 
     async fn subject_lineages(&self, sub: &str) -> Result<Vec<LineageId>, StoreError> {
-        let mut c = self.conn.clone();
+        let mut c = self.conn.idempotent();
         let members: Vec<String> = self.run(c.smembers(self.keys.subject(sub))).await?;
         Ok(members.iter().filter_map(|l| LineageId::parse(l)).collect())
     }
@@ -527,12 +713,13 @@ impl Store for RedisStore {
         rec: &CodeRecord,
         ttl: Duration,
     ) -> Result<(), StoreError> {
-        let mut c = self.conn.clone();
+        let mut c = self.conn.idempotent();
         self.run(c.pset_ex(self.keys.code(code), encode(rec), ttl.as_millis() as u64))
             .await
     }
 
     async fn take_code(&self, code: &SecretHash) -> Result<Option<CodeRecord>, StoreError> {
+        // Not idempotent: retried only when Redis cannot have applied it.
         let mut c = self.conn.clone();
         let v: Option<String> = self.run(c.get_del(self.keys.code(code))).await?;
         v.map(|v| decode("authorization code", v.as_bytes()))
@@ -545,7 +732,7 @@ impl Store for RedisStore {
         info: &RefreshTokenInfo,
         ttl: Duration,
     ) -> Result<(), StoreError> {
-        let mut c = self.conn.clone();
+        let mut c = self.conn.idempotent();
         self.run(c.set_ex(self.keys.refresh(token), encode(info), ttl.as_secs().max(1)))
             .await
     }
@@ -556,7 +743,7 @@ impl Store for RedisStore {
         link: &SessionLink,
         ttl: Duration,
     ) -> Result<(), StoreError> {
-        let mut c = self.conn.clone();
+        let mut c = self.conn.idempotent();
         self.run(c.set_ex(
             self.keys.idp_sid(idp_sid),
             encode(link),
@@ -566,14 +753,14 @@ impl Store for RedisStore {
     }
 
     async fn idp_session(&self, idp_sid: &str) -> Result<Option<SessionLink>, StoreError> {
-        let mut c = self.conn.clone();
+        let mut c = self.conn.idempotent();
         let v: Option<String> = self.run(c.get(self.keys.idp_sid(idp_sid))).await?;
         v.map(|v| decode("IdP session link", v.as_bytes()))
             .transpose()
     }
 
     async fn publish_revocation(&self) -> Result<(), StoreError> {
-        let mut c = self.conn.clone();
+        let mut c = self.conn.idempotent();
         let _: i64 = self
             .run(c.publish(self.keys.revocations_channel(), "1"))
             .await?;
@@ -618,7 +805,7 @@ impl Store for RedisStore {
     }
 
     async fn is_lineage_revoked(&self, lineage: &LineageId) -> Result<bool, StoreError> {
-        let mut c = self.conn.clone();
+        let mut c = self.conn.idempotent();
         self.run(c.exists(self.keys.revoked(lineage))).await
     }
 
@@ -629,6 +816,7 @@ impl Store for RedisStore {
         max_hops: u32,
         ttl: Duration,
     ) -> Result<bool, StoreError> {
+        // Not idempotent: retried only when Redis cannot have applied it.
         let mut c = self.conn.clone();
         let ok: i64 = self
             .run(
@@ -650,7 +838,7 @@ impl Store for RedisStore {
         txid: Option<&str>,
         retention: Duration,
     ) -> Result<BindOutcome, StoreError> {
-        let mut c = self.conn.clone();
+        let mut c = self.conn.idempotent();
         let l = &session.lineage;
         // The cookie key and the subject index live in other hash slots (they are
         // found by cookie or subject alone): a pipeline of their own, written first.
@@ -696,7 +884,7 @@ impl Store for RedisStore {
         &self,
         cookie: &SecretHash,
     ) -> Result<Option<WebSession>, StoreError> {
-        let mut c = self.conn.clone();
+        let mut c = self.conn.idempotent();
         let v: Option<String> = self.run(c.get(self.keys.cookie(cookie))).await?;
         v.map(|v| decode("web session", v.as_bytes())).transpose()
     }
@@ -706,7 +894,7 @@ impl Store for RedisStore {
         cookie: &SecretHash,
         session: &WebSession,
     ) -> Result<(), StoreError> {
-        let mut c = self.conn.clone();
+        let mut c = self.conn.idempotent();
         let _: i64 = self
             .run(
                 self.touch
@@ -723,7 +911,7 @@ impl Store for RedisStore {
         cookie: &SecretHash,
         _session: &WebSession,
     ) -> Result<(), StoreError> {
-        let mut c = self.conn.clone();
+        let mut c = self.conn.idempotent();
         let _: i64 = self
             .run(
                 self.revoke_session
@@ -735,7 +923,7 @@ impl Store for RedisStore {
     }
 
     async fn move_session(&self, old: &SecretHash, new: &SecretHash) -> Result<(), StoreError> {
-        let mut c = self.conn.clone();
+        let mut c = self.conn.idempotent();
         let _: i64 = self
             .run(
                 self.move_session
@@ -748,7 +936,7 @@ impl Store for RedisStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        let mut c = self.conn.clone();
+        let mut c = self.conn.idempotent();
         let _: String = self.run(::redis::cmd("PING").query_async(&mut c)).await?;
         Ok(())
     }
