@@ -226,6 +226,13 @@ pub struct SessionConfig {
     /// While the store is unreachable, a cached session state is trusted this long
     /// after it was last read; then the session counts as expired (SPEC §5).
     pub outage_grace: Duration,
+    /// How many occurrences of one session cookie name a request may carry (every
+    /// reading of each is checked against the store); past it the name is stripped
+    /// without a look-up, so one request cannot cost thousands of store reads.
+    pub max_cookie_occurrences: usize,
+    /// The largest `Cookie` header (all of them together) handoff accepts; a larger
+    /// one is answered `431`.
+    pub max_cookie_bytes: usize,
 }
 
 /// The validated configuration.
@@ -495,6 +502,8 @@ struct FileSession {
     cache_ttl: Option<String>,
     outage_grace: Option<String>,
     retention: Option<String>,
+    max_cookie_occurrences: Option<usize>,
+    max_cookie_bytes: Option<usize>,
 }
 
 #[derive(Deserialize, Default)]
@@ -1250,7 +1259,20 @@ impl Validator<'_> {
                 "must be between 1h and 365d, and at least the IdP's own session lifetime",
             ));
         }
+        let max_cookie_occurrences = se.max_cookie_occurrences.unwrap_or(4);
+        if !(1..=64).contains(&max_cookie_occurrences) {
+            return Err(self.err("session.max_cookie_occurrences", "must be between 1 and 64"));
+        }
+        let max_cookie_bytes = se.max_cookie_bytes.unwrap_or(16 * 1024);
+        if !(1024..=256 * 1024).contains(&max_cookie_bytes) {
+            return Err(self.err(
+                "session.max_cookie_bytes",
+                "must be between 1024 and 262144",
+            ));
+        }
         let session = SessionConfig {
+            max_cookie_occurrences,
+            max_cookie_bytes,
             retention,
             cookie_names,
             same_site,

@@ -95,6 +95,202 @@ pub fn find_cookie(headers: &[&[u8]], name: &str) -> Option<String> {
         })
 }
 
+/// One configured session cookie as a request carries it, and every value an IdP
+/// might read out of it (SPEC §7.11).
+///
+/// Cookie parsers disagree: oidc-provider (the `cookies` package) strips a leading
+/// quote without a closing one; others strip quotes at either end, percent-decode,
+/// trim, split on `,` as RFC 2965 did, read `%5Fsession` or `_Session` as
+/// `_session` (PHP also reads `.` and space as `_`), or take the last of duplicates.
+/// handoff collects every such reading, checks each against the store — the dead
+/// one wins — and passes a value that is not in canonical form only when one of
+/// its readings is a live bound session.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionCookieScan {
+    /// The configured name.
+    pub name: String,
+    /// Every distinct value an IdP might read (non-empty ones).
+    pub readings: Vec<String>,
+    /// Exactly one occurrence, spelled exactly, with a plain value: there is only
+    /// one way to read it.
+    pub canonical: bool,
+    /// More occurrences than allowed: stripped without a look-up.
+    pub over_limit: bool,
+}
+
+/// A cookie name as lenient parsers see it: trimmed, unquoted, percent-decoded,
+/// lower-cased, with `.`, `-`, `[` and space read as `_` (PHP).
+fn folded_name(name: &[u8]) -> String {
+    let n = name.trim_ascii();
+    let n = n.strip_prefix(b"\"").unwrap_or(n);
+    let n = n.strip_suffix(b"\"").unwrap_or(n);
+    let decoded = percent_decode(n);
+    decoded
+        .iter()
+        .map(|b| match b {
+            b'.' | b' ' | b'[' | b'-' => '_',
+            b => b.to_ascii_lowercase() as char,
+        })
+        .collect()
+}
+
+fn percent_decode(b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            let hex = std::str::from_utf8(&b[i + 1..i + 3])
+                .ok()
+                .and_then(|h| u8::from_str_radix(h, 16).ok());
+            if let Some(v) = hex {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    out
+}
+
+/// A value byte that has one reading everywhere (RFC 6265 cookie-octet, minus `%`).
+fn plain_value_byte(b: u8) -> bool {
+    (0x21..=0x7e).contains(&b) && !matches!(b, b'"' | b',' | b';' | b'\\' | b'%')
+}
+
+/// Every value a lenient parser might read out of a raw cookie value.
+fn readings_of(v: &[u8], out: &mut Vec<String>) {
+    let mut forms: Vec<Vec<u8>> = vec![v.to_vec()];
+    let t = v.trim_ascii();
+    forms.push(t.to_vec());
+    let lead = t.strip_prefix(b"\"").unwrap_or(t);
+    let trail = t.strip_suffix(b"\"").unwrap_or(t);
+    let both = lead.strip_suffix(b"\"").unwrap_or(lead);
+    for f in [lead, trail, both] {
+        forms.push(f.to_vec());
+        forms.push(f.trim_ascii().to_vec());
+    }
+    // The npm `cookie` parser (oidc-provider, Express): a value that starts with a
+    // quote loses its first and last character, whatever the last one is.
+    if t.len() >= 2 && (t[0] == b'"' || t[t.len() - 1] == b'"') {
+        forms.push(t[1..t.len() - 1].to_vec());
+    }
+    // Cut at a separator some parser splits on.
+    let cut: Vec<Vec<u8>> = forms
+        .iter()
+        .filter_map(|f| {
+            f.iter()
+                .position(|b| matches!(b, b',' | b' ' | b'\t'))
+                .map(|i| f[..i].to_vec())
+        })
+        .collect();
+    forms.extend(cut);
+    let decoded: Vec<Vec<u8>> = forms.iter().map(|f| percent_decode(f)).collect();
+    forms.extend(decoded);
+    for f in forms {
+        if f.is_empty() {
+            continue;
+        }
+        let s = String::from_utf8_lossy(&f).into_owned();
+        if !out.contains(&s) {
+            out.push(s);
+        }
+    }
+}
+
+/// Scans the `Cookie` header values for the configured session cookie `names`
+/// (see [`SessionCookieScan`]). At most `max_occurrences` occurrences of a name
+/// are read; past that the name is marked `over_limit`.
+pub fn scan_session_cookies(
+    headers: &[&[u8]],
+    names: &[String],
+    max_occurrences: usize,
+) -> Vec<SessionCookieScan> {
+    let folded: Vec<String> = names.iter().map(|n| folded_name(n.as_bytes())).collect();
+    let mut scans: Vec<SessionCookieScan> = names
+        .iter()
+        .map(|n| SessionCookieScan {
+            name: n.clone(),
+            canonical: true,
+            ..Default::default()
+        })
+        .collect();
+    let mut seen = vec![0usize; names.len()];
+    let mut visit = |name: &[u8], value: &[u8], exact_split: bool| {
+        let f = folded_name(name);
+        for (i, n) in names.iter().enumerate() {
+            if folded[i] != f {
+                continue;
+            }
+            let s = &mut scans[i];
+            seen[i] += 1;
+            if seen[i] > max_occurrences {
+                s.over_limit = true;
+                continue;
+            }
+            if !exact_split
+                || seen[i] > 1
+                || name != n.as_bytes()
+                || !value.iter().all(|b| plain_value_byte(*b))
+            {
+                s.canonical = false;
+            }
+            readings_of(value, &mut s.readings);
+        }
+    };
+    for h in headers {
+        for seg in h.split(|b| *b == b';') {
+            let seg = seg.trim_ascii();
+            if let Some(i) = seg.iter().position(|b| *b == b'=') {
+                visit(&seg[..i], seg[i + 1..].trim_ascii(), true);
+            }
+            // RFC 2965 parsers also split on `,`: every piece is a cookie to them.
+            for piece in seg.split(|b| *b == b',').skip(1) {
+                if let Some(i) = piece.iter().position(|b| *b == b'=') {
+                    visit(&piece[..i], piece[i + 1..].trim_ascii(), false);
+                }
+            }
+        }
+    }
+    for (i, s) in scans.iter_mut().enumerate() {
+        if seen[i] == 0 {
+            s.canonical = true;
+        }
+    }
+    scans.retain(|s| !s.readings.is_empty() || s.over_limit);
+    scans
+}
+
+/// Like [`take_cookies`], but with cookie names compared as lenient parsers
+/// compare them (see [`SessionCookieScan`]): removes every cookie that some IdP
+/// would read as one of `names`, and every pair a `,`-splitting parser would.
+pub fn take_cookies_folded(headers: &[&[u8]], names: &[&str]) -> Option<Vec<u8>> {
+    let folded: Vec<String> = names.iter().map(|n| folded_name(n.as_bytes())).collect();
+    let mut kept: Vec<&[u8]> = Vec::new();
+    for h in headers {
+        for seg in h.split(|b| *b == b';') {
+            let seg = seg.trim_ascii();
+            if seg.is_empty() {
+                continue;
+            }
+            let hit = seg.split(|b| *b == b',').enumerate().any(|(k, piece)| {
+                let piece = if k == 0 { seg } else { piece };
+                let name = match piece.iter().position(|b| *b == b'=') {
+                    Some(i) => &piece[..i],
+                    None if k == 0 => piece,
+                    None => return false,
+                };
+                folded.contains(&folded_name(name))
+            });
+            if !hit {
+                kept.push(seg);
+            }
+        }
+    }
+    (!kept.is_empty()).then(|| kept.join(&b"; "[..]))
+}
+
 /// A rewritten `Set-Cookie`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rewritten {
@@ -277,6 +473,8 @@ mod tests {
             cache_ttl: Duration::from_secs(1),
             outage_grace: Duration::from_secs(30),
             retention: Duration::from_secs(86400),
+            max_cookie_occurrences: 4,
+            max_cookie_bytes: 16384,
         }
     }
 
@@ -470,6 +668,59 @@ mod tests {
         let (rest, taken) = take_cookies(&[b"a=\xff\xfe; session_transfer_token=T; z"], &names);
         assert_eq!(rest.as_deref(), Some(&b"a=\xff\xfe; z"[..]));
         assert_eq!(taken[0].1, "T");
+    }
+
+    #[test]
+    fn session_cookies_are_read_every_way_an_idp_might() {
+        let names = vec!["_session".to_string()];
+        let scan = |h: &[u8]| scan_session_cookies(&[h], &names, 4);
+        let s = scan(b"a=1; _session=V~; _session.sig=S");
+        assert!(s[0].canonical, "{s:?}");
+        assert_eq!(s[0].readings, vec!["V~".to_string()]);
+        let s = scan(b"_session=\"V~; _session.sig=S");
+        assert!(!s[0].canonical);
+        assert!(s[0].readings.contains(&"V~".to_string()), "{s:?}");
+        let s = scan(b"_session=\"Vx");
+        assert!(
+            s[0].readings.contains(&"V".to_string()),
+            "oidc-provider's reading: {s:?}"
+        );
+        let s = scan(b"_session=V~\"");
+        assert!(!s[0].canonical && s[0].readings.contains(&"V~".to_string()));
+        let s = scan(b"_session=%56%7E");
+        assert!(
+            !s[0].canonical && s[0].readings.contains(&"V~".to_string()),
+            "{s:?}"
+        );
+        let s = scan(b"x=1, _session=V~");
+        assert!(
+            !s[0].canonical && s[0].readings.contains(&"V~".to_string()),
+            "{s:?}"
+        );
+        for h in [
+            &b"_Session=V~"[..],
+            b"%5Fsession=V~",
+            b" _session =V~",
+            b"\"_session\"=V~",
+        ] {
+            let s = scan(h);
+            assert!(
+                !s.is_empty() && !s[0].canonical,
+                "{:?}",
+                String::from_utf8_lossy(h)
+            );
+            assert!(s[0].readings.contains(&"V~".to_string()));
+        }
+        let s = scan(b"_session=a; _session=b");
+        assert!(!s[0].canonical && s[0].readings.len() == 2);
+        let many = "_session=x; ".repeat(10);
+        assert!(scan(many.as_bytes())[0].over_limit);
+        assert!(scan(b"other=1").is_empty());
+        assert_eq!(
+            take_cookies_folded(&[b"a=1; _Session=x; b=2, _session=y; c=3"], &["_session"])
+                .as_deref(),
+            Some(&b"a=1; c=3"[..])
+        );
     }
 
     #[test]

@@ -18,6 +18,7 @@ use crate::app::Handoff;
 use crate::assertion::{self, AssertionFacts};
 use crate::config::HostHeader;
 use crate::cookies;
+use crate::hygiene;
 use crate::mint::{self, parse_token_body, OAuthError};
 use crate::redeem::{self, Outcome, Presented, Redeemed};
 use crate::secret::{Secret, SecretHash, TransferToken};
@@ -107,6 +108,17 @@ pub struct Ctx {
     bound: Option<(SecretHash, WebSession)>,
     /// `client_id` of this request's query, if any.
     authorize_client: Option<String>,
+    /// The request asks for an authorization response handoff could not mediate
+    /// (or hides its parameters): no transfer login, no transfer session.
+    unmediatable: bool,
+    /// The Cookie header as it goes on, before `strip` is applied.
+    cookie_rest: Option<Vec<u8>>,
+    /// Session cookie names that must not reach the IdP on this request.
+    strip: Vec<String>,
+    /// Session cookie names of IdP sessions handoff did not bind.
+    unbound: Vec<String>,
+    /// The held-back end of the request body (see `request_body_filter`).
+    body_tail: Vec<u8>,
 }
 
 /// A body read whole and parsed as token-endpoint parameters.
@@ -252,50 +264,509 @@ async fn too_large(session: &mut Session, limit: usize) -> Result<()> {
     respond_json(session, 413, &e.body()).await
 }
 
+/// The cookies of a request, once handoff has taken out what is its own.
+struct CookiesIn {
+    /// Transfer-token cookies `(name, value)`, in order.
+    stt: Vec<(String, String)>,
+    /// The sealed transaction cookie, if any.
+    tx: Option<String>,
+    /// The Cookie header changed (something was taken out).
+    changed: bool,
+}
+
+fn stt_in_body() -> Result<()> {
+    Error::e_explain(
+        ErrorType::HTTPStatus(400),
+        "a session transfer token in a request body is never forwarded",
+    )
+}
+
+/// Whether the request's `Host` is one of handoff's public hosts (case-insensitive;
+/// a missing port, or the scheme's default one, matches the configured host).
+pub fn host_matches(got: &str, public_host: &str) -> bool {
+    fn split(h: &str) -> (String, Option<&str>) {
+        let h = h.trim();
+        if let Some(rest) = h.strip_prefix('[') {
+            return match rest.split_once(']') {
+                Some((a, p)) => (format!("[{}]", a.to_ascii_lowercase()), p.strip_prefix(':')),
+                None => (h.to_ascii_lowercase(), None),
+            };
+        }
+        match h.rsplit_once(':') {
+            Some((a, p)) if !a.contains(':') => (a.to_ascii_lowercase(), Some(p)),
+            _ => (h.to_ascii_lowercase(), None),
+        }
+    }
+    let (gh, gp) = split(got);
+    let (ph, pp) = split(public_host);
+    let gh = gh.trim_end_matches('.');
+    gh == ph.trim_end_matches('.')
+        && match (gp, pp) {
+            (Some(a), Some(b)) => a == b,
+            (Some(a), None) => a == "443" || a == "80",
+            _ => true,
+        }
+}
+
 impl Gateway {
-    /// Checks every IdP session cookie in `cookie_header` — every occurrence of each
-    /// name, since an IdP may read any of duplicates. Live transfer sessions go to
-    /// `ctx.sessions`. Returns the names to take out of the request; those whose
-    /// session is over are also expired in the browser (`ctx.expire_sessions`), but
-    /// not when the store merely could not say (a store outage must not log users
-    /// out of sessions that may be perfectly good: SPEC §5).
-    async fn check_sessions(
-        &self,
-        cookie_header: &[u8],
-        ctx: &mut Ctx,
-        transfer_unsafe: bool,
-    ) -> Vec<String> {
+    /// Request hygiene (see [`hygiene`]): strips headers the IdP must not read from
+    /// a client, works out the client's address, and refuses what cannot be read one
+    /// way only. Returns the status to refuse the request with.
+    fn hygiene(&self, session: &mut Session, ctx: &mut Ctx) -> Option<u16> {
         let h = &self.h;
-        let mut strip = Vec::new();
-        for name in &h.config.session.cookie_names {
-            let mut alive = Vec::new();
+        let req = session.req_header_mut();
+        // Invariant 5: only handoff puts an assertion on a request.
+        while req
+            .remove_header(h.config.assertion.header.as_str())
+            .is_some()
+        {}
+        let assertion = h.config.assertion.header.to_ascii_lowercase();
+        let mut protected: Vec<&str> = hygiene::FORWARDING_HEADERS.to_vec();
+        protected.extend_from_slice(hygiene::ROUTING_HEADERS);
+        protected.extend_from_slice(hygiene::REWRITE_HEADERS);
+        protected.push(&assertion);
+        let mut drop: Vec<http::HeaderName> = Vec::new();
+        for (name, value) in req.headers.iter() {
+            let n = name.as_str();
+            if n == "cookie" {
+                continue;
+            }
+            let routing = (h.config.upstream.forwarded_headers
+                && hygiene::ROUTING_HEADERS.contains(&n))
+                || hygiene::REWRITE_HEADERS.contains(&n);
+            let referer_leak = n == "referer"
+                && value
+                    .as_bytes()
+                    .windows(h.config.names.query_param.len())
+                    .any(|w| w.eq_ignore_ascii_case(h.config.names.query_param.as_bytes()));
+            if hygiene::shadows(n, &protected)
+                || routing
+                || referer_leak
+                || hygiene::contains_stt(value.as_bytes())
+            {
+                drop.push(name.clone());
+            }
+        }
+        for name in drop {
+            req.remove_header(&name);
+        }
+        let raw_path = req.uri.path();
+        if hygiene::ambiguous_path(raw_path) || hygiene::contains_stt(raw_path.as_bytes()) {
+            tracing::info!("refused a path that routers read in more than one way");
+            return Some(400);
+        }
+        let host = req
+            .headers
+            .get(header::HOST)
+            .map(|v| v.to_str().map(str::to_owned).unwrap_or_default())
+            .or_else(|| req.uri.authority().map(|a| a.to_string()));
+        let authority_ok = req
+            .uri
+            .authority()
+            .is_none_or(|a| host_matches(a.as_str(), &h.config.public_host));
+        if !authority_ok
+            || host
+                .as_deref()
+                .is_some_and(|got| !host_matches(got, &h.config.public_host))
+        {
+            tracing::info!("refused a request for a host that is not handoff's");
+            return Some(421);
+        }
+        ctx.host = host;
+        let peer = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip())
+            .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        let req = session.req_header();
+        let name = match h.config.forwarded_header {
+            crate::client_ip::ForwardedHeader::XForwardedFor => "x-forwarded-for",
+            crate::client_ip::ForwardedHeader::Forwarded => "forwarded",
+        };
+        let raw: Vec<Option<&str>> = req
+            .headers
+            .get_all(name)
+            .iter()
+            .map(|v| v.to_str().ok())
+            .collect();
+        ctx.client_ip = crate::client_ip::client_ip_from(
+            peer,
+            h.config.forwarded_header,
+            &raw,
+            &h.config.trusted_proxies,
+        );
+        if h.config
+            .trusted_proxies
+            .iter()
+            .any(|n| n.contains(&crate::client_ip::canonical(peer)))
+        {
+            ctx.forwarded_proto = req
+                .headers
+                .get("x-forwarded-proto")
+                .and_then(|v| v.to_str().ok())
+                .filter(|p| *p == "https" || *p == "http")
+                .map(str::to_owned);
+        }
+        ctx.tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+        None
+    }
+
+    /// Answers a refused request with `status` and a short plain-text reason.
+    async fn refuse(&self, session: &mut Session, status: u16) -> Result<bool> {
+        let why = match status {
+            421 => "this host is not served here\n",
+            431 => "the Cookie header is too large\n",
+            _ => "this request cannot be read unambiguously\n",
+        };
+        let headers = [
+            ("content-type", "text/plain".to_string()),
+            ("cache-control", "no-store".to_string()),
+        ];
+        respond(
+            session,
+            status,
+            &headers,
+            Bytes::from_static(why.as_bytes()),
+        )
+        .await?;
+        Ok(true)
+    }
+
+    /// A URL that carried a transfer token (under its own name or any other): a 303
+    /// to the same URL without it, so the address bar and history lose it (SPEC
+    /// §2.2 step 1). On a redemption entry point, the delivered token rides along in
+    /// a `__Host-` cookie; anywhere else it is dropped.
+    async fn clean_url_redirect(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        path: &str,
+        clean: &str,
+        delivered: Option<String>,
+        is_redemption: bool,
+    ) -> Result<bool> {
+        let h = &self.h;
+        if is_redemption {
+            ctx.route = Route::Redemption;
+        }
+        let method = &session.req_header().method;
+        if method != http::Method::GET && method != http::Method::HEAD {
+            // A redirect would turn it into a GET; the body cannot go on without it.
+            return self.refuse(session, 400).await;
+        }
+        ctx.no_store = true;
+        let mut headers = vec![
+            ("location", hygiene::local_location(path, Some(clean))),
+            ("cache-control", "no-store".to_string()),
+            ("referrer-policy", "no-referrer".to_string()),
+        ];
+        match delivered.as_deref().map(TransferToken::parse) {
+            Some(Ok(t)) if is_redemption => {
+                let remaining = t.claimed_expiry() as i64 - h.clock.now_secs() as i64;
+                headers.push((
+                    "set-cookie",
+                    cookies::host_cookie(
+                        &h.config.names.redirect_cookie,
+                        t.expose(),
+                        remaining.clamp(0, 300),
+                    ),
+                ));
+                tracing::debug!(token = %t, "query-delivered token moved to the redirect cookie");
+            }
+            Some(Err(_)) if is_redemption => {
+                h.metrics
+                    .redemptions
+                    .with_label_values(&["fallback", "malformed"])
+                    .inc();
+                tracing::info!(
+                    reason = "malformed",
+                    "redemption fell back to an ordinary login"
+                );
+            }
+            Some(_) => {
+                tracing::info!(
+                    "a session transfer token outside a redemption entry point was dropped"
+                )
+            }
+            None => {}
+        }
+        respond(session, 303, &headers, Bytes::new()).await?;
+        Ok(true)
+    }
+
+    /// Reads the `Cookie` header once: transfer-token and transaction cookies come
+    /// out (the IdP sees neither), so does any cookie whose value is shaped like a
+    /// transfer token, and the IdP's session cookies are checked. `Ok(None)`: the
+    /// request has been answered (431).
+    async fn read_cookies(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+    ) -> Result<Option<CookiesIn>> {
+        let h = &self.h;
+        let headers: Vec<Vec<u8>> = session
+            .req_header()
+            .headers
+            .get_all(header::COOKIE)
+            .iter()
+            .map(|v| v.as_bytes().to_vec())
+            .collect();
+        let mut out = CookiesIn {
+            stt: Vec::new(),
+            tx: None,
+            changed: false,
+        };
+        if headers.is_empty() {
+            return Ok(Some(out));
+        }
+        if headers.iter().map(Vec::len).sum::<usize>() > h.config.session.max_cookie_bytes {
+            self.refuse(session, 431).await?;
+            return Ok(None);
+        }
+        let refs: Vec<&[u8]> = headers.iter().map(Vec::as_slice).collect();
+        let mut names: Vec<&str> = self.stt_cookie_names.iter().map(String::as_str).collect();
+        names.push(&h.config.session.transaction_cookie);
+        let (rest, taken) = cookies::take_cookies(&refs, &names);
+        out.changed = !taken.is_empty() || headers.len() > 1;
+        for (name, value) in taken {
+            if name == h.config.session.transaction_cookie {
+                out.tx.get_or_insert(value);
+            } else {
+                if !ctx.expire.contains(&name) {
+                    ctx.expire.push(name.clone());
+                }
+                out.stt.push((name, value));
+            }
+        }
+        let rest = rest.map(|r| {
+            let kept: Vec<&[u8]> = r
+                .split(|b| *b == b';')
+                .filter(|seg| !hygiene::contains_stt(seg))
+                .collect();
+            if kept.len() != r.split(|b| *b == b';').count() {
+                out.changed = true;
+            }
+            kept.join(&b";"[..])
+        });
+        if let Some(r) = &rest {
+            self.check_sessions(r, ctx).await;
+        }
+        ctx.cookie_rest = rest.filter(|r| !r.trim_ascii().is_empty());
+        Ok(Some(out))
+    }
+
+    /// Writes the `Cookie` header the IdP receives: what [`Gateway::read_cookies`]
+    /// kept, minus every session cookie this request must not pass (`ctx.strip`),
+    /// however its name is spelled.
+    fn rewrite_cookie_header(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        changed: bool,
+    ) -> Result<()> {
+        if !changed && ctx.strip.is_empty() {
+            return Ok(());
+        }
+        let rest = match &ctx.cookie_rest {
+            Some(r) if !ctx.strip.is_empty() => {
+                let names: Vec<&str> = ctx.strip.iter().map(String::as_str).collect();
+                cookies::take_cookies_folded(&[r.as_slice()], &names)
+            }
+            other => other.clone(),
+        };
+        let req = session.req_header_mut();
+        req.remove_header("cookie");
+        if let Some(rest) = rest {
+            let v = http::HeaderValue::from_bytes(&rest)
+                .or_err(ErrorType::InvalidHTTPHeader, "rebuilding the Cookie header")?;
+            req.insert_header("cookie", v)?;
+        }
+        Ok(())
+    }
+
+    /// A non-GET request inside a transfer context: can handoff see every authorize
+    /// parameter the IdP may read from its body? An unreadable body counts as no.
+    /// `Ok(None)`: answered already (413, or 400 for a token in the body).
+    async fn body_is_mediatable(&self, session: &mut Session) -> Result<Option<bool>> {
+        let Some(body) = self.read_body(session).await? else {
+            return Ok(None);
+        };
+        if hygiene::contains_stt(&body) {
+            self.refuse(session, 400).await?;
+            return Ok(None);
+        }
+        if body.is_empty() {
+            return Ok(Some(true));
+        }
+        let ct = session
+            .req_header()
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok());
+        Ok(Some(match parse_token_body(ct, &body) {
+            Ok(p) => {
+                let lower: Vec<(String, &str)> =
+                    p.0.iter()
+                        .map(|(k, v)| (k.to_ascii_lowercase(), v.as_str()))
+                        .collect();
+                !hygiene::unmediatable(lower.iter().map(|(k, v)| (k.as_str(), *v)))
+            }
+            // Not a form handoff can read (or a repeated parameter): unsafe.
+            Err(_) => false,
+        }))
+    }
+
+    /// A redemption entry point with a transfer token in a cookie (SPEC §2.2).
+    async fn redemption(&self, session: &mut Session, ctx: &mut Ctx, stt: &[(String, String)]) {
+        let h = &self.h;
+        // Prefer a query-delivered token (the redirect cookie) over the native app's
+        // cookie: it is the one this navigation carried.
+        let chosen = stt
+            .iter()
+            .find(|(n, _)| *n == h.config.names.redirect_cookie)
+            .map(|(_, v)| (v.clone(), AuthMethod::Query))
+            .or_else(|| stt.first().map(|(_, v)| (v.clone(), AuthMethod::Cookie)));
+        let Some((token, method)) = chosen else {
+            return;
+        };
+        ctx.no_store = true;
+        // A redemption attempt replaces any running transaction: whatever happens
+        // next is this token's doing, or an ordinary login.
+        ctx.tx = None;
+        if ctx.unmediatable {
+            // SPEC §7.11: the code would come back where the token endpoint cannot
+            // see it. The token is not spent; this is an ordinary login.
+            h.metrics
+                .redemptions
+                .with_label_values(&["fallback", "unmediatable"])
+                .inc();
+            tracing::info!(
+                reason = "unmediatable",
+                "redemption fell back to an ordinary login"
+            );
+            ctx.bind_only = None;
+            ctx.expire_tx = true;
+            return;
+        }
+        let web_client = ctx.authorize_client.clone();
+        let fp = fingerprint(session.req_header(), h.policy.load().fingerprint_headers());
+        let bound_subjects: Vec<&str> = ctx
+            .sessions
+            .iter()
+            .map(|(_, _, s)| s.sub.as_str())
+            .collect();
+        let presented = Presented {
+            token: &token,
+            method,
+            web_client: web_client.as_deref(),
+            client_ip: ctx.client_ip,
+            fingerprint: fp,
+            bound_subjects: &bound_subjects,
+        };
+        match redeem::redeem(h, &presented).await {
+            Outcome::Success(r) => self.start_transaction(&r, ctx),
+            Outcome::Fallback("different_subject") => {
+                // SPEC §2.2: the browser's session of another user is revoked and
+                // this becomes an ordinary login.
+                for (name, hash, s) in std::mem::take(&mut ctx.sessions) {
+                    if let Err(e) = crate::session::revoke(h, &hash, &s).await {
+                        tracing::error!(error = %e, sid = %s.sid, "could not revoke the other subject's session");
+                    }
+                    h.metrics
+                        .sessions
+                        .with_label_values(&["different_subject"])
+                        .inc();
+                    ctx.strip.push(name.clone());
+                    ctx.expire_sessions.push(name);
+                }
+            }
+            Outcome::Fallback(_) => {
+                // An ordinary login: nothing of an earlier transaction goes on.
+                ctx.bind_only = None;
+                ctx.expire_tx = true;
+            }
+        }
+    }
+
+    /// Checks every IdP session cookie in `cookie_header`, every way an IdP might
+    /// read it ([`cookies::scan_session_cookies`]), all readings at once. Fills
+    /// `ctx.sessions` (live transfer sessions), `ctx.unbound` (plain cookies of
+    /// sessions handoff did not bind) and `ctx.strip` (names that must not pass:
+    /// a dead reading — the dead one wins —, an ambiguous value no live session
+    /// explains, too many occurrences). Dead ones are also expired in the browser
+    /// (`ctx.expire_sessions`), but not when the store merely could not say (a store
+    /// outage must not log users out of sessions that may be perfectly good: SPEC §5).
+    async fn check_sessions(&self, cookie_header: &[u8], ctx: &mut Ctx) {
+        let h = &self.h;
+        let cfg = &h.config.session;
+        let scans = cookies::scan_session_cookies(
+            &[cookie_header],
+            &cfg.cookie_names,
+            cfg.max_cookie_occurrences,
+        );
+        if scans.is_empty() {
+            return;
+        }
+        let lookups: Vec<(usize, SecretHash)> = scans
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| !s.over_limit)
+            .flat_map(|(i, s)| {
+                s.readings
+                    .iter()
+                    .map(move |r| (i, SecretHash::of(r.as_bytes())))
+            })
+            .collect();
+        // One wait for all of them: the store client pipelines concurrent calls.
+        let checks = futures_util::future::join_all(
+            lookups
+                .iter()
+                .map(|(_, hash)| crate::session::check(h, hash)),
+        )
+        .await;
+        for (i, scan) in scans.iter().enumerate() {
+            if scan.over_limit {
+                h.metrics.sessions.with_label_values(&["over_limit"]).inc();
+                tracing::info!(cookie = %scan.name, "too many occurrences of a session cookie: stripped unread");
+                ctx.strip.push(scan.name.clone());
+                continue;
+            }
+            let mut alive: Vec<(String, SecretHash, WebSession)> = Vec::new();
             let mut dead_reason = None;
-            for value in cookies::find_cookies(&[cookie_header], name) {
-                let hash = SecretHash::of(value.as_bytes());
-                match crate::session::check(h, &hash).await {
+            for ((j, _), check) in lookups.iter().zip(&checks) {
+                if *j != i {
+                    continue;
+                }
+                match check {
                     Check::Unbound => {}
-                    Check::Alive(live, s) => alive.push((name.clone(), live, *s)),
+                    Check::Alive(live, s) => {
+                        if !alive.iter().any(|(_, l, _)| l == live) {
+                            alive.push((scan.name.clone(), *live, (**s).clone()));
+                        }
+                    }
                     Check::Dead(reason) => {
                         h.metrics.sessions.with_label_values(&[reason]).inc();
-                        dead_reason.get_or_insert(reason);
+                        dead_reason.get_or_insert(*reason);
                     }
                 }
             }
             if let Some(reason) = dead_reason {
-                strip.push(name.clone());
+                ctx.strip.push(scan.name.clone());
                 if reason != "store_unavailable" {
-                    ctx.expire_sessions.push(name.clone());
+                    ctx.expire_sessions.push(scan.name.clone());
                 }
-            } else if !alive.is_empty() && transfer_unsafe {
-                // The request asks for a response the token endpoint could not
-                // mediate (form_post, fragment, JARM, hybrid): within a transfer
-                // session that is an ordinary login instead.
-                strip.push(name.clone());
-            } else {
+            } else if !alive.is_empty() {
                 ctx.sessions.extend(alive);
+            } else if scan.canonical {
+                ctx.unbound.push(scan.name.clone());
+            } else {
+                // No live session explains the value, and some IdP may read it as
+                // one handoff would call dead: it does not pass.
+                h.metrics.sessions.with_label_values(&["ambiguous"]).inc();
+                tracing::info!(cookie = %scan.name, "a session cookie in a non-canonical form was stripped");
+                ctx.strip.push(scan.name.clone());
             }
         }
-        strip
     }
 
     /// A request carrying a transaction cookie: open it, check time and IP, count
@@ -673,11 +1144,30 @@ impl Gateway {
         if !(300..400).contains(&resp.status.as_u16()) {
             return;
         }
-        let Some(code) = resp
+        let location = resp
             .headers
             .get(header::LOCATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|l| l.split_once('?'))
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+        let Some(location) = location else {
+            return;
+        };
+        let in_transfer = ctx.bound.is_some() || !ctx.sessions.is_empty() || ctx.tx.is_some();
+        if in_transfer && hides_authorization_response(&location) {
+            // A code, token or JARM response in the fragment (or a `response` JWT):
+            // the token endpoint could not tell it belongs to a transfer session.
+            // It does not reach the client.
+            tracing::warn!(
+                "withheld an authorization response in a form the token endpoint cannot mediate"
+            );
+            h.metrics
+                .sessions
+                .with_label_values(&["unmediatable_response"])
+                .inc();
+            let _ = resp.insert_header(header::LOCATION, withhold_response(&location));
+            return;
+        }
+        let Some(code) = location
+            .split_once('?')
             .and_then(|(_, q)| query_param(q.split('#').next().unwrap_or(q), "code"))
         else {
             return;
@@ -784,6 +1274,43 @@ pub fn withhold_code(loc: &str) -> String {
     }
 }
 
+/// Whether a redirect carries an authorization response outside the query's
+/// `code`: in the fragment (`code`, `access_token`, `id_token`, `response`) or as a
+/// JARM `response` parameter.
+pub fn hides_authorization_response(loc: &str) -> bool {
+    let (before, fragment) = loc.split_once('#').unwrap_or((loc, ""));
+    let query = before.split_once('?').map(|(_, q)| q).unwrap_or("");
+    let in_fragment = form_urlencoded::parse(fragment.as_bytes()).any(|(k, _)| {
+        matches!(
+            k.to_ascii_lowercase().as_str(),
+            "code" | "access_token" | "id_token" | "response" | "refresh_token"
+        )
+    });
+    in_fragment || query_param(query, "response").is_some()
+}
+
+/// The redirect `loc` with its authorization response replaced by
+/// `error=access_denied` (its `state` kept, the fragment dropped).
+pub fn withhold_response(loc: &str) -> String {
+    let (before, fragment) = loc.split_once('#').unwrap_or((loc, ""));
+    let (base, query) = before.split_once('?').unwrap_or((before, ""));
+    let state = query_param(query, "state").or_else(|| {
+        form_urlencoded::parse(fragment.as_bytes())
+            .find(|(k, _)| k == "state")
+            .map(|(_, v)| v.into_owned())
+    });
+    let mut out = form_urlencoded::Serializer::new(String::new());
+    out.append_pair("error", "access_denied");
+    out.append_pair(
+        "error_description",
+        "this response mode is not available in a session transfer",
+    );
+    if let Some(s) = state {
+        out.append_pair("state", &s);
+    }
+    format!("{base}?{}", out.finish())
+}
+
 /// A path as routers that are lenient see it: percent-decoded, ASCII lower-case,
 /// repeated slashes collapsed, no trailing slash, `.` segments dropped.
 pub fn canonical_path(path: &str) -> std::borrow::Cow<'_, str> {
@@ -853,76 +1380,26 @@ impl ProxyHttp for Gateway {
             bind_only: None,
             tx_done: false,
             forwarded_proto: None,
+            unmediatable: false,
+            cookie_rest: None,
+            strip: Vec::new(),
+            unbound: Vec::new(),
+            body_tail: Vec::new(),
         }
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
-        let h = &self.h;
-        // Invariant 5: only handoff puts an assertion on a request.
-        while session
-            .req_header_mut()
-            .remove_header(h.config.assertion.header.as_str())
-            .is_some()
-        {}
-
-        let peer = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip())
-            .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-        {
-            let req = session.req_header();
-            let name = match h.config.forwarded_header {
-                crate::client_ip::ForwardedHeader::XForwardedFor => "x-forwarded-for",
-                crate::client_ip::ForwardedHeader::Forwarded => "forwarded",
-            };
-            let raw: Vec<Option<&str>> = req
-                .headers
-                .get_all(name)
-                .iter()
-                .map(|v| v.to_str().ok())
-                .collect();
-            ctx.client_ip = crate::client_ip::client_ip_from(
-                peer,
-                h.config.forwarded_header,
-                &raw,
-                &h.config.trusted_proxies,
-            );
-            if h.config
-                .trusted_proxies
-                .iter()
-                .any(|n| n.contains(&crate::client_ip::canonical(peer)))
-            {
-                ctx.forwarded_proto = req
-                    .headers
-                    .get("x-forwarded-proto")
-                    .and_then(|v| v.to_str().ok())
-                    .filter(|p| *p == "https" || *p == "http")
-                    .map(str::to_owned);
-            }
-            ctx.host = req
-                .headers
-                .get(header::HOST)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned);
+        // Hygiene first: nothing below may be fooled by a header, path or value
+        // that the IdP would read another way (SPEC §7.11).
+        if let Some(status) = self.hygiene(session, ctx) {
+            return self.refuse(session, status).await;
         }
-        ctx.tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
-
         let path = session.req_header().uri.path().to_string();
         // Matched in a canonical form: IdP routers commonly ignore case, a trailing
         // slash and percent-encoding, so `/Token/` must not slip past mediation.
-        let route = canonical_path(&path);
-        ctx.authorize_client = session
-            .req_header()
-            .uri
-            .query()
-            .and_then(|q| query_param(q, "client_id"));
-        // Only a plain code-in-query response can be mediated at the token endpoint.
-        let transfer_unsafe = session.req_header().uri.query().is_some_and(|q| {
-            query_param(q, "response_mode").is_some_and(|m| m != "query")
-                || query_param(q, "response_type").is_some_and(|t| t != "code")
-        });
+        let route = canonical_path(&path).into_owned();
         let method = session.req_header().method.clone();
+        let h = &self.h;
         if route == self.routes.jwks
             && (method == http::Method::GET || method == http::Method::HEAD)
         {
@@ -935,211 +1412,85 @@ impl ProxyHttp for Gateway {
             return Ok(true);
         }
         let is_redemption = self.routes.redemption.iter().any(|p| *p == route);
+        let form_endpoint = method == http::Method::POST
+            && (route == self.routes.token
+                || route == self.routes.revocation
+                || route == self.routes.backchannel_logout);
+        ctx.authorize_client = session
+            .req_header()
+            .uri
+            .query()
+            .and_then(|q| query_param(q, "client_id"));
+        ctx.unmediatable = session
+            .req_header()
+            .uri
+            .query()
+            .is_some_and(hygiene::unmediatable_query);
 
         // Invariant 4: take every transfer token out of the URL...
-        let query = session.req_header().uri.query().map(str::to_owned);
-        let mut from_query = None;
-        if let Some(q) = &query {
-            let (clean, value) = take_query_param(q, &h.config.names.query_param);
-            if value.is_some() {
-                let pq = if clean.is_empty() {
-                    path.clone()
-                } else {
-                    format!("{path}?{clean}")
-                };
-                let uri: http::Uri = pq.parse().or_err(
-                    ErrorType::InvalidHTTPHeader,
-                    "rebuilding the URI without the transfer token",
-                )?;
-                session.req_header_mut().set_uri(uri);
-                from_query = value;
-            }
+        let cleaned = session
+            .req_header()
+            .uri
+            .query()
+            .map(|q| hygiene::clean_query(q, &h.config.names.query_param))
+            .unwrap_or_default();
+        if let Some(clean) = cleaned.query {
+            return self
+                .clean_url_redirect(
+                    session,
+                    ctx,
+                    &path,
+                    &clean,
+                    cleaned.delivered,
+                    is_redemption,
+                )
+                .await;
         }
+
         // ...and out of the Cookie header, on every request (the native app's cookie
         // is scoped to the whole IdP host, so the browser sends it everywhere).
-        // One pass over the Cookie header: transfer-token cookies and the
-        // transaction cookie come out (the IdP sees neither); the IdP's session
-        // cookies are checked, and dead ones come out too.
-        let cookie_headers: Vec<Vec<u8>> = session
-            .req_header()
-            .headers
-            .get_all(header::COOKIE)
-            .iter()
-            .map(|v| v.as_bytes().to_vec())
-            .collect();
-        let mut from_cookies = Vec::new();
-        let mut tx_value = None;
-        if !cookie_headers.is_empty() {
-            let refs: Vec<&[u8]> = cookie_headers.iter().map(Vec::as_slice).collect();
-            let mut names: Vec<&str> = self.stt_cookie_names.iter().map(String::as_str).collect();
-            names.push(&h.config.session.transaction_cookie);
-            let (mut rest, taken) = cookies::take_cookies(&refs, &names);
-            let mut changed = !taken.is_empty();
-            for (name, value) in taken {
-                if name == h.config.session.transaction_cookie {
-                    tx_value.get_or_insert(value);
-                } else {
-                    if !ctx.expire.contains(&name) {
-                        ctx.expire.push(name.clone());
-                    }
-                    from_cookies.push((name, value));
-                }
-            }
-            if let Some(r) = &rest {
-                let strip = self.check_sessions(r, ctx, transfer_unsafe).await;
-                if !strip.is_empty() {
-                    let names: Vec<&str> = strip.iter().map(String::as_str).collect();
-                    rest = cookies::take_cookies(&[r.as_slice()], &names).0;
-                    changed = true;
-                }
-            }
-            if changed {
-                let req = session.req_header_mut();
-                req.remove_header("cookie");
-                if let Some(rest) = rest {
-                    let v = http::HeaderValue::from_bytes(&rest)
-                        .or_err(ErrorType::InvalidHTTPHeader, "rebuilding the Cookie header")?;
-                    req.insert_header("cookie", v)?;
-                }
+        let Some(cookies_in) = self.read_cookies(session, ctx).await? else {
+            return Ok(true);
+        };
+        if let Some(v) = &cookies_in.tx {
+            self.continue_transaction(v, ctx).await;
+        }
+        // A body the IdP may read authorize parameters from (POST /auth) is looked
+        // at whenever a transfer session is involved: unreadable counts as unsafe.
+        let transfer_context = ctx.tx.is_some()
+            || ctx.bind_only.is_some()
+            || !ctx.sessions.is_empty()
+            || (is_redemption && !cookies_in.stt.is_empty());
+        if transfer_context
+            && !form_endpoint
+            && method != http::Method::GET
+            && method != http::Method::HEAD
+        {
+            match self.body_is_mediatable(session).await? {
+                None => return Ok(true),
+                Some(false) => ctx.unmediatable = true,
+                Some(true) => {}
             }
         }
-        if let Some(v) = tx_value {
-            self.continue_transaction(&v, ctx).await;
+        if ctx.unmediatable && !ctx.sessions.is_empty() {
+            // The request asks for a response the token endpoint could not mediate
+            // (form_post, fragment, JARM, hybrid, PAR, JAR): within a transfer
+            // session that is an ordinary login instead.
+            let names: Vec<String> = ctx.sessions.drain(..).map(|(n, _, _)| n).collect();
+            ctx.strip.extend(names);
         }
 
         if is_redemption {
             ctx.route = Route::Redemption;
-            if let Some(token) = from_query {
-                // Query delivery: 303 to the clean URL; the token rides in a __Host- cookie.
-                ctx.no_store = true;
-                let location = session.req_header().uri.to_string();
-                let mut headers = vec![
-                    ("location", location),
-                    ("cache-control", "no-store".to_string()),
-                    ("referrer-policy", "no-referrer".to_string()),
-                ];
-                match TransferToken::parse(&token) {
-                    Ok(t) => {
-                        let remaining = t.claimed_expiry() as i64 - h.clock.now_secs() as i64;
-                        let remaining = remaining.clamp(0, 300);
-                        headers.push((
-                            "set-cookie",
-                            cookies::host_cookie(
-                                &h.config.names.redirect_cookie,
-                                t.expose(),
-                                remaining,
-                            ),
-                        ));
-                        tracing::debug!(token = %t, "query-delivered token moved to the redirect cookie");
-                    }
-                    Err(_) => {
-                        h.metrics
-                            .redemptions
-                            .with_label_values(&["fallback", "malformed"])
-                            .inc();
-                        tracing::info!(
-                            reason = "malformed",
-                            "redemption fell back to an ordinary login"
-                        );
-                    }
-                }
-                for name in &ctx.expire {
-                    if *name != h.config.names.redirect_cookie {
-                        headers.push(("set-cookie", cookies::expire_cookie(name)));
-                    }
-                }
-                for name in &ctx.expire_sessions {
-                    headers.push((
-                        "set-cookie",
-                        cookies::expire_session_cookie(name, &h.config.session),
-                    ));
-                }
-                respond(session, 303, &headers, Bytes::new()).await?;
-                return Ok(true);
-            }
-            // Prefer a query-delivered token (the redirect cookie) over the native
-            // app's cookie: it is the one this navigation carried.
-            let chosen = from_cookies
-                .iter()
-                .find(|(n, _)| *n == h.config.names.redirect_cookie)
-                .map(|(_, v)| (v.clone(), AuthMethod::Query))
-                .or_else(|| {
-                    from_cookies
-                        .first()
-                        .map(|(_, v)| (v.clone(), AuthMethod::Cookie))
-                });
-            if let Some((token, method)) = chosen {
-                ctx.no_store = true;
-                // A redemption attempt replaces any running transaction: whatever
-                // happens next is this token's doing, or an ordinary login.
-                ctx.tx = None;
-                let web_client = session
-                    .req_header()
-                    .uri
-                    .query()
-                    .and_then(|q| query_param(q, "client_id"));
-                let fp = fingerprint(session.req_header(), h.policy.load().fingerprint_headers());
-                let bound_subjects: Vec<&str> = ctx
-                    .sessions
-                    .iter()
-                    .map(|(_, _, s)| s.sub.as_str())
-                    .collect();
-                let presented = Presented {
-                    token: &token,
-                    method,
-                    web_client: web_client.as_deref(),
-                    client_ip: ctx.client_ip,
-                    fingerprint: fp,
-                    bound_subjects: &bound_subjects,
-                };
-                match redeem::redeem(h, &presented).await {
-                    Outcome::Success(r) => self.start_transaction(&r, ctx),
-                    Outcome::Fallback("different_subject") => {
-                        // SPEC §2.2: the browser's session of another user is revoked
-                        // and this becomes an ordinary login.
-                        let revoked: Vec<(String, crate::secret::SecretHash, WebSession)> =
-                            std::mem::take(&mut ctx.sessions);
-                        let mut names = Vec::new();
-                        for (name, hash, s) in &revoked {
-                            if let Err(e) = crate::session::revoke(h, hash, s).await {
-                                tracing::error!(error = %e, sid = %s.sid, "could not revoke the other subject's session");
-                            }
-                            h.metrics
-                                .sessions
-                                .with_label_values(&["different_subject"])
-                                .inc();
-                            names.push(name.clone());
-                        }
-                        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-                        let current: Vec<Vec<u8>> = session
-                            .req_header()
-                            .headers
-                            .get_all(header::COOKIE)
-                            .iter()
-                            .map(|v| v.as_bytes().to_vec())
-                            .collect();
-                        let current: Vec<&[u8]> = current.iter().map(Vec::as_slice).collect();
-                        let (rest, _) = cookies::take_cookies(&current, &refs);
-                        let req = session.req_header_mut();
-                        req.remove_header("cookie");
-                        if let Some(rest) = rest {
-                            let v = http::HeaderValue::from_bytes(&rest).or_err(
-                                ErrorType::InvalidHTTPHeader,
-                                "rebuilding the Cookie header",
-                            )?;
-                            req.insert_header("cookie", v)?;
-                        }
-                        ctx.expire_sessions.extend(names);
-                    }
-                    Outcome::Fallback(_) => {
-                        // An ordinary login: nothing of an earlier transaction goes on.
-                        ctx.bind_only = None;
-                        ctx.expire_tx = true;
-                    }
-                }
-            }
+            self.redemption(session, ctx, &cookies_in.stt).await;
         }
-        if ctx.assertion.is_none() {
+        if ctx.tx.is_some() || ctx.bind_only.is_some() {
+            // SPEC §7.12: a session the browser already had (which handoff did not
+            // bind) is kept out of the login transaction, so the IdP cannot SSO it
+            // and have handoff bind it to the token's subject.
+            ctx.strip.append(&mut ctx.unbound);
+        }
+        if ctx.assertion.is_none() && !ctx.unmediatable {
             if let Some(tx) = &ctx.tx {
                 ctx.assertion = Some(Secret::new(assertion::sign(
                     h,
@@ -1152,11 +1503,13 @@ impl ProxyHttp for Gateway {
                     },
                 )));
             }
+        } else if ctx.unmediatable {
+            ctx.assertion = None;
         }
+        self.rewrite_cookie_header(session, ctx, cookies_in.changed)?;
         if is_redemption {
             return Ok(false);
         }
-
         if route == self.routes.token && method == http::Method::POST {
             return self.token_endpoint(session, ctx).await;
         }
@@ -1167,6 +1520,38 @@ impl ProxyHttp for Gateway {
             return self.form_endpoint(session, ctx, false).await;
         }
         Ok(false)
+    }
+
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        // Invariant 4 for bodies: a token split across chunks is seen whole before
+        // any of it goes on, so the tail of each chunk is held back until the next.
+        let chunk = body.take().unwrap_or_default();
+        if ctx.body_tail.is_empty() && end_of_stream {
+            if hygiene::contains_stt(&chunk) {
+                return stt_in_body();
+            }
+            *body = Some(chunk);
+            return Ok(());
+        }
+        let mut joined = std::mem::take(&mut ctx.body_tail);
+        joined.extend_from_slice(&chunk);
+        if hygiene::contains_stt(&joined) {
+            return stt_in_body();
+        }
+        if end_of_stream {
+            *body = Some(Bytes::from(joined));
+        } else {
+            let keep = joined.len().saturating_sub(hygiene::STT_WINDOW);
+            ctx.body_tail = joined.split_off(keep);
+            *body = Some(Bytes::from(joined));
+        }
+        Ok(())
     }
 
     async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
@@ -1200,9 +1585,9 @@ impl ProxyHttp for Gateway {
                     .as_deref()
                     .unwrap_or(if ctx.tls { "https" } else { "http" });
             req.insert_header("x-forwarded-proto", proto)?;
-            if let Some(host) = &ctx.host {
-                req.insert_header("x-forwarded-host", host.as_str())?;
-            }
+            // The configured public host, never the client's: the IdP builds its
+            // published URLs from it (discovery, redirects).
+            req.insert_header("x-forwarded-host", h.config.public_host.as_str())?;
         }
         if let Some(a) = &ctx.assertion {
             req.insert_header(h.config.assertion.header.clone(), a.expose())?;

@@ -17,6 +17,7 @@ pub mod clock;
 pub mod config;
 pub mod cookies;
 pub mod gateway;
+pub mod hygiene;
 pub mod idp;
 pub mod jws;
 pub mod logging;

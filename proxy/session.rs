@@ -40,42 +40,113 @@ struct Cached {
 }
 
 /// The local cache of session states, keyed by cookie hash.
+///
+/// Two maps, so that cookies handoff never bound (which anyone can invent by the
+/// thousand) cannot push out the states of real sessions: a negative result never
+/// evicts a positive one. Each map is bounded and makes room by age — entries past
+/// the outage grace (useless even as a last known state) go first, then the oldest
+/// — never by starting over.
 #[derive(Debug, Default)]
 pub struct SessionCache {
     map: Mutex<HashMap<SecretHash, Cached>>,
+    negative: Mutex<HashMap<SecretHash, Cached>>,
     /// Entries read before this (ms) are not fresh, whatever their age.
     invalidated_ms: std::sync::atomic::AtomicU64,
 }
 
-/// Entries beyond this many make the cache start over (bounded memory).
+/// Most session states cached (bounded memory: ~300 B each).
 const CACHE_MAX: usize = 100_000;
+/// Most "not bound" results cached.
+const NEGATIVE_MAX: usize = 20_000;
+
+/// Makes room in `m` for one more entry: drops entries older than `keep_ms`, then,
+/// if still full, the oldest one. False when nothing could be dropped.
+fn make_room(m: &mut HashMap<SecretHash, Cached>, max: usize, now_ms: u64, keep_ms: u64) -> bool {
+    if m.len() < max {
+        return true;
+    }
+    m.retain(|_, c| now_ms.saturating_sub(c.fetched_ms) < keep_ms);
+    if m.len() < max {
+        return true;
+    }
+    let oldest = m.iter().min_by_key(|(_, c)| c.fetched_ms).map(|(k, _)| *k);
+    match oldest {
+        Some(k) => {
+            m.remove(&k);
+            true
+        }
+        None => false,
+    }
+}
 
 impl SessionCache {
     fn get(&self, k: &SecretHash) -> Option<Cached> {
-        self.map
+        let hit = self
+            .map
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(k)
-            .cloned()
+            .cloned();
+        hit.or_else(|| {
+            self.negative
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(k)
+                .cloned()
+        })
     }
 
-    fn put(&self, k: SecretHash, session: Option<WebSession>, now_ms: u64) {
-        let mut m = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        if m.len() >= CACHE_MAX {
-            m.clear();
+    /// Caches a state read at `now_ms`; `keep_ms` is how long an entry is worth
+    /// keeping at all (the outage grace).
+    fn put(&self, k: SecretHash, session: Option<WebSession>, now_ms: u64, keep_ms: u64) {
+        let entry = Cached {
+            session,
+            fetched_ms: now_ms,
+        };
+        if entry.session.is_some() {
+            self.negative
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&k);
+            let mut m = self.map.lock().unwrap_or_else(|p| p.into_inner());
+            if m.contains_key(&k) || make_room(&mut m, CACHE_MAX, now_ms, keep_ms) {
+                m.insert(k, entry);
+            }
+        } else {
+            self.map
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&k);
+            let mut m = self.negative.lock().unwrap_or_else(|p| p.into_inner());
+            if m.contains_key(&k) || make_room(&mut m, NEGATIVE_MAX, now_ms, keep_ms.min(1_000)) {
+                m.insert(k, entry);
+            }
         }
-        m.insert(
-            k,
-            Cached {
-                session,
-                fetched_ms: now_ms,
-            },
-        );
+    }
+
+    /// How many states are cached (positive, negative).
+    pub fn len(&self) -> (usize, usize) {
+        (
+            self.map.lock().unwrap_or_else(|p| p.into_inner()).len(),
+            self.negative
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .len(),
+        )
+    }
+
+    /// Whether nothing is cached.
+    pub fn is_empty(&self) -> bool {
+        self.len() == (0, 0)
     }
 
     /// Forgets one cookie's state (after a revocation).
     pub fn forget(&self, k: &SecretHash) {
         self.map.lock().unwrap_or_else(|p| p.into_inner()).remove(k);
+        self.negative
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(k);
     }
 
     /// Stops trusting every entry as fresh (revocations may have been missed), but
@@ -93,7 +164,16 @@ impl SessionCache {
     /// Forgets everything (after a revocation).
     pub fn clear(&self) {
         self.map.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        self.negative
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
     }
+}
+
+fn grace_ms(h: &Handoff) -> u64 {
+    (h.config.session.outage_grace.as_millis() as u64)
+        .max(h.config.session.cache_ttl.as_millis() as u64)
 }
 
 fn judge(s: &WebSession, now: u64) -> Option<&'static str> {
@@ -139,7 +219,7 @@ async fn load(
     };
     match read {
         Ok(s) => {
-            h.sessions.put(*cookie, s.clone(), now_ms);
+            h.sessions.put(*cookie, s.clone(), now_ms, grace_ms(h));
             Ok((s, false))
         }
         Err(e) => {
@@ -227,7 +307,8 @@ pub async fn check(h: &Handoff, cookie: &SecretHash) -> Check {
         if from_cache && reason == "expired_idle" {
             // Another instance may have seen the session used since we cached it.
             if let Ok(Some(newer)) = h.store.session_by_cookie(&key).await {
-                h.sessions.put(key, Some(newer.clone()), now_ms);
+                h.sessions
+                    .put(key, Some(newer.clone()), now_ms, grace_ms(h));
                 match judge(&newer, now) {
                     None if newer.moved_to.is_none() => return touch(h, &key, newer, now).await,
                     None => reason = "revoked",
@@ -247,7 +328,9 @@ async fn touch(h: &Handoff, cookie: &SecretHash, mut s: WebSession, now: u64) ->
     if now.saturating_sub(s.last_seen) >= throttle {
         s.last_seen = now;
         match h.store.touch_session(cookie, &s).await {
-            Ok(()) => h.sessions.put(*cookie, Some(s.clone()), h.clock.now_ms()),
+            Ok(()) => h
+                .sessions
+                .put(*cookie, Some(s.clone()), h.clock.now_ms(), grace_ms(h)),
             Err(e) => {
                 // Not fatal: the session is alive; the next request tries again.
                 h.metrics
@@ -297,6 +380,47 @@ mod tests {
             moved_to: None,
             refresh: Default::default(),
         }
+    }
+
+    #[test]
+    fn unbound_floods_never_evict_live_states() {
+        let c = SessionCache::default();
+        let live = SecretHash::of(b"live");
+        c.put(live, Some(session(0, 60, 1000)), 1_000, 30_000);
+        for i in 0..(NEGATIVE_MAX + 500) {
+            c.put(
+                SecretHash::of(format!("junk{i}").as_bytes()),
+                None,
+                1_000 + i as u64,
+                30_000,
+            );
+        }
+        assert!(
+            c.get(&live).and_then(|e| e.session).is_some(),
+            "the live state survived"
+        );
+        let (pos, neg) = c.len();
+        assert_eq!(pos, 1);
+        assert!(neg <= NEGATIVE_MAX, "{neg}");
+    }
+
+    #[test]
+    fn a_full_cache_makes_room_by_age() {
+        let mut m = HashMap::new();
+        for i in 0..10u64 {
+            m.insert(
+                SecretHash::of(&i.to_be_bytes()),
+                Cached {
+                    session: None,
+                    fetched_ms: i,
+                },
+            );
+        }
+        assert!(make_room(&mut m, 10, 100, 1_000));
+        assert_eq!(m.len(), 9, "one entry, the oldest, made room");
+        assert!(!m.contains_key(&SecretHash::of(&0u64.to_be_bytes())));
+        assert!(make_room(&mut m, 9, 2_000, 1_000));
+        assert!(m.is_empty(), "stale entries go first");
     }
 
     #[test]
