@@ -133,7 +133,7 @@ fn passthrough_answer(r: crate::idp::IdpResponse) -> Action {
 pub async fn mediate(h: &Handoff, params: &TokenParams, f: &Forward<'_>) -> Action {
     match params.get("grant_type") {
         Some("authorization_code") => match params.get("code") {
-            Some(code) => code_grant(h, code, f).await,
+            Some(code) => code_grant(h, params, code, f).await,
             None => Action::Pass,
         },
         Some("refresh_token") => match params.get("refresh_token") {
@@ -144,11 +144,11 @@ pub async fn mediate(h: &Handoff, params: &TokenParams, f: &Forward<'_>) -> Acti
     }
 }
 
-async fn code_grant(h: &Handoff, code: &str, f: &Forward<'_>) -> Action {
+async fn code_grant(h: &Handoff, params: &TokenParams, code: &str, f: &Forward<'_>) -> Action {
     let code_hash = SecretHash::of(code.as_bytes());
     let rec = match h.store.take_code(&code_hash).await {
         Ok(Some(r)) => r,
-        Ok(None) => return Action::Pass,
+        Ok(None) => return unrecorded_code_grant(h, params, f).await,
         Err(e) => {
             h.metrics
                 .store_errors
@@ -158,6 +158,27 @@ async fn code_grant(h: &Handoff, code: &str, f: &Forward<'_>) -> Action {
             return unavailable();
         }
     };
+    // A code of a session that has ended since (cascade, revocation, limits) buys
+    // nothing: checked before the IdP is asked.
+    match code_session_alive(h, &rec).await {
+        Ok(true) => {}
+        Ok(false) => {
+            h.metrics
+                .web_refresh_tokens
+                .with_label_values(&["code_of_ended_session"])
+                .inc();
+            tracing::info!(lineage = %rec.lineage, sid = %rec.sid, "code exchange refused: its transfer session has ended");
+            return oauth(
+                400,
+                "invalid_grant",
+                "the authorization code is no longer valid",
+            );
+        }
+        Err(()) => {
+            put_back_code(h, &code_hash, &rec).await;
+            return unavailable();
+        }
+    }
     let resp = match forward(h, &h.config.paths.token, f).await {
         Ok(r) => r,
         Err(a) => {
@@ -182,6 +203,44 @@ async fn code_grant(h: &Handoff, code: &str, f: &Forward<'_>) -> Action {
             "the identity provider answered unexpectedly",
         );
     };
+    // SPEC §7.12: the login must be the transaction's subject's. An answer for
+    // someone else means the IdP logged in a session the transfer did not create:
+    // that session is revoked and nothing is handed out.
+    match id_token_claims(&body)
+        .and_then(|c| c.get("sub").and_then(Value::as_str).map(str::to_owned))
+    {
+        Some(sub) if sub != rec.sub => {
+            tracing::error!(lineage = %rec.lineage, sid = %rec.sid, "code exchange answered for another subject than the session transfer's; session revoked");
+            h.metrics
+                .web_refresh_tokens
+                .with_label_values(&["subject_mismatch"])
+                .inc();
+            if let Err(e) =
+                revocation::revoke_session(h, &rec.lineage, &rec.sid, "subject_mismatch").await
+            {
+                tracing::error!(error = %e, sid = %rec.sid, "could not revoke a session bound to the wrong subject");
+            }
+            return oauth(
+                400,
+                "invalid_grant",
+                "the login does not match the session transfer",
+            );
+        }
+        Some(_) => {}
+        None => {
+            if body.contains_key("refresh_token") {
+                // Without an id_token the answer cannot be tied to the transfer's
+                // subject: no refresh token (the dangerous reading).
+                tracing::warn!(sid = %rec.sid, "code exchange without an id_token: refresh token withheld");
+                if let Some(rt) = body
+                    .remove("refresh_token")
+                    .and_then(|v| v.as_str().map(Secret::new))
+                {
+                    revoke_at_idp(h, &rec.web_client, &rt);
+                }
+            }
+        }
+    }
     let refresh = rec.refresh;
     if let Some(rt) = body
         .get("refresh_token")
@@ -238,6 +297,169 @@ async fn code_grant(h: &Handoff, code: &str, f: &Forward<'_>) -> Action {
         tracing::info!(lineage = %rec.lineage, sid = %rec.sid, web_client = %rec.web_client, withheld = info.denied, "web refresh token mediated");
     }
     link_idp_sid(h, &rec, &body).await;
+    json_answer(200, &Value::Object(body))
+}
+
+/// Whether a recorded code's transfer session may still exchange it: lineage not
+/// revoked, session (when known) alive. `Err` when the store cannot say.
+async fn code_session_alive(h: &Handoff, rec: &CodeRecord) -> Result<bool, ()> {
+    match h.store.is_lineage_revoked(&rec.lineage).await {
+        Ok(true) => return Ok(false),
+        Ok(false) => {}
+        Err(e) => {
+            tracing::warn!(error = %e, "token mediation: store unavailable");
+            return Err(());
+        }
+    }
+    let Some(cookie) = rec.session_cookie.as_deref().and_then(SecretHash::from_hex) else {
+        return Ok(true);
+    };
+    match crate::session::current(h, &cookie).await {
+        Ok(Some((_, s))) => {
+            let now = h.clock.now_secs();
+            Ok(!s.revoked && now < s.absolute_exp && now < s.idle_exp())
+        }
+        Ok(None) => Ok(false),
+        Err(e) => {
+            tracing::warn!(error = %e, "token mediation: store unavailable");
+            Err(())
+        }
+    }
+}
+
+/// The claims of the `id_token` in a token response, read without verifying it:
+/// it comes straight from the IdP over handoff's own connection.
+fn id_token_claims(body: &serde_json::Map<String, Value>) -> Option<Value> {
+    let payload = body
+        .get("id_token")?
+        .as_str()?
+        .split('.')
+        .nth(1)
+        .and_then(|p| URL_SAFE_NO_PAD.decode(p).ok())?;
+    serde_json::from_slice::<Value>(&payload)
+        .ok()
+        .filter(Value::is_object)
+}
+
+/// The `client_id` of a token request: the body's, or the HTTP Basic user.
+fn request_client_id(params: &TokenParams, f: &Forward<'_>) -> Option<String> {
+    if let Some(c) = params.get("client_id") {
+        return Some(c.to_string());
+    }
+    let basic = f.authorization?.strip_prefix("Basic ")?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(basic.trim())
+        .ok()?;
+    let user = String::from_utf8(decoded).ok()?;
+    let user = user.split(':').next()?;
+    form_urlencoded::parse(format!("u={user}").as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+}
+
+/// How a code exchange that matches no recorded code is judged, from the IdP's
+/// own answer (SPEC §7.11, defence in depth: a code that came back where handoff
+/// could not see it — an HTML form, a fragment — still meets the token endpoint).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unrecorded {
+    /// The id_token says a session transfer logged the user in (`amr`), or names an
+    /// IdP session handoff linked to a transfer session (`sid`).
+    Transfer,
+    /// The id_token says another method logged the user in, and its `sid` is no
+    /// transfer session's.
+    Ordinary,
+    /// Nothing in the answer tells.
+    Unknown,
+}
+
+/// Classifies an unrecorded code exchange's answer (see [`Unrecorded`]).
+pub async fn classify_unrecorded(h: &Handoff, body: &serde_json::Map<String, Value>) -> Unrecorded {
+    let Some(claims) = id_token_claims(body) else {
+        return Unrecorded::Unknown;
+    };
+    let amr: Option<Vec<&str>> = claims
+        .get("amr")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).collect());
+    if amr
+        .as_ref()
+        .is_some_and(|a| a.contains(&"session_transfer"))
+    {
+        return Unrecorded::Transfer;
+    }
+    if let Some(sid) = claims.get("sid").and_then(Value::as_str) {
+        match h.store.idp_session(sid).await {
+            Ok(Some(_)) => return Unrecorded::Transfer,
+            Ok(None) => {}
+            Err(_) => return Unrecorded::Unknown,
+        }
+    }
+    match amr {
+        Some(a) if !a.is_empty() => Unrecorded::Ordinary,
+        _ => Unrecorded::Unknown,
+    }
+}
+
+/// A code exchange handoff has no record of. For a client a session transfer may
+/// log in to, handoff makes the exchange itself and withholds the refresh token
+/// unless the answer shows an ordinary login (or the client's policy allows
+/// refresh tokens): no code issued inside a transfer session escapes mediation,
+/// whatever shape its authorize request had. Every other client passes untouched.
+async fn unrecorded_code_grant(h: &Handoff, params: &TokenParams, f: &Forward<'_>) -> Action {
+    let Some(client) = request_client_id(params, f) else {
+        return Action::Pass;
+    };
+    let (watched, allow) = {
+        let p = h.policy.load();
+        (
+            p.native_client(&client).is_none() && p.is_transfer_web_client(&client),
+            p.web_client(&client).allow_refresh_token,
+        )
+    };
+    if !watched {
+        return Action::Pass;
+    }
+    let resp = match forward(h, &h.config.paths.token, f).await {
+        Ok(r) => r,
+        Err(a) => return a,
+    };
+    if resp.status != 200 {
+        return passthrough_answer(resp);
+    }
+    let Ok(Value::Object(mut body)) = serde_json::from_slice::<Value>(&resp.body) else {
+        tracing::error!(
+            "token mediation: the identity provider's token response is not a JSON object"
+        );
+        return oauth(
+            502,
+            "server_error",
+            "the identity provider answered unexpectedly",
+        );
+    };
+    if !body.contains_key("refresh_token") {
+        return json_answer(200, &Value::Object(body));
+    }
+    let class = classify_unrecorded(h, &body).await;
+    // A transfer login's refresh token could not be bound to a session handoff
+    // knows, so it is withheld even where the client may have refresh tokens.
+    let withhold = match class {
+        Unrecorded::Ordinary => false,
+        Unrecorded::Transfer => true,
+        Unrecorded::Unknown => !allow,
+    };
+    if withhold {
+        if let Some(rt) = body
+            .remove("refresh_token")
+            .and_then(|v| v.as_str().map(Secret::new))
+        {
+            revoke_at_idp(h, &client, &rt);
+        }
+        h.metrics
+            .web_refresh_tokens
+            .with_label_values(&["withheld_unrecorded"])
+            .inc();
+        tracing::warn!(web_client = %client, class = ?class, "refresh token withheld from a code exchange handoff could not match to a recorded code");
+    }
     json_answer(200, &Value::Object(body))
 }
 
@@ -403,20 +625,15 @@ async fn refresh_grant(h: &Handoff, rt: &Secret, f: &Forward<'_>) -> Action {
     passthrough_answer(resp)
 }
 
-/// The IdP's revocation endpoint (RFC 7009), fronted: forwards the request; when
-/// the IdP accepted it and the token is a native one of a known lineage whose
-/// client enforces cascade revocation, the lineage is revoked.
+/// The IdP's revocation endpoint (RFC 7009), fronted. handoff records the
+/// revocation first — a native token of a known lineage whose client enforces
+/// cascade revocation revokes the lineage; a web token is denied — and only then
+/// tells the IdP. When the store cannot record it, the answer is `503` and the IdP
+/// is not told, so the client's retry still cascades (SPEC §5: never fail open).
 pub async fn revocation_endpoint(h: &Handoff, params: &TokenParams, f: &Forward<'_>) -> Action {
     let Some(token) = params.get("token").map(Secret::new) else {
         return Action::Pass;
     };
-    let resp = match forward(h, &h.config.paths.revocation, f).await {
-        Ok(r) => r,
-        Err(a) => return a,
-    };
-    if resp.status != 200 {
-        return passthrough_answer(resp);
-    }
     match h.store.refresh_token_info(&token.hash()).await {
         Ok(Some(info)) if info.kind == RefreshKind::Native => {
             let cascade = info
@@ -433,7 +650,7 @@ pub async fn revocation_endpoint(h: &Handoff, params: &TokenParams, f: &Forward<
                 if let Err(e) =
                     revocation::revoke_lineage(h, &info.lineage, "native_token_revoked").await
                 {
-                    tracing::error!(error = %e, lineage = %info.lineage, "cascade revocation failed: store unavailable");
+                    tracing::error!(error = %e, lineage = %info.lineage, "cascade revocation failed: store unavailable; the identity provider was not told");
                     return unavailable();
                 }
             }
@@ -453,13 +670,12 @@ pub async fn revocation_endpoint(h: &Handoff, params: &TokenParams, f: &Forward<
         }
         Ok(None) => {}
         Err(e) => {
-            tracing::error!(error = %e, "cascade revocation: store unavailable");
+            tracing::error!(error = %e, "cascade revocation: store unavailable; the identity provider was not told");
             return unavailable();
         }
     }
-    Action::Answer {
-        status: 200,
-        body: resp.body,
-        content_type: "application/json".into(),
+    match forward(h, &h.config.paths.revocation, f).await {
+        Ok(resp) => passthrough_answer(resp),
+        Err(a) => a,
     }
 }

@@ -92,6 +92,24 @@ impl Policy {
         self.webs.get(client_id).unwrap_or(&self.default_web)
     }
 
+    /// Whether a session transfer may log in to `client_id`: the file lists it
+    /// as a web client, or some native client's `allowed_web_clients` admits it.
+    /// The token endpoint uses this to decide which code exchanges it mediates
+    /// even when it could not match the code to a transfer session.
+    pub fn is_transfer_web_client(&self, client_id: &str) -> bool {
+        self.webs.get(client_id).is_some()
+            || self
+                .natives
+                .exact
+                .values()
+                .any(|n| n.allows_web_client(client_id))
+            || self
+                .natives
+                .globs
+                .iter()
+                .any(|(_, n)| n.allows_web_client(client_id))
+    }
+
     /// Request headers (lower-case names) whose values feed the device
     /// fingerprint, in order.
     pub fn fingerprint_headers(&self) -> &[String] {
