@@ -16,6 +16,14 @@
 //! The bearer token is compared in constant time (over SHA-256 digests, so the
 //! lengths do not leak either). Without a configured token the calls are open —
 //! which the config only allows on a loopback address.
+//!
+//! A web page the operator happens to have open must not drive this API: a
+//! "simple" cross-site `POST` (a `text/plain` body needs no CORS preflight) or a
+//! DNS-rebinding page (its own host name resolving to 127.0.0.1) reaches a
+//! loopback listener like any local client. So every call is refused (`403`) when
+//! it carries an `Origin` or a cross-site `Sec-Fetch-Site`; without a token, one
+//! whose `Host` is not a loopback address or `localhost` on the admin port; and a
+//! write call whose body is not `application/json`.
 
 use crate::app::Handoff;
 use crate::revocation;
@@ -202,11 +210,77 @@ impl AdminApp {
     }
 }
 
+/// Why a request may not reach the admin API, if it may not (see the module doc).
+pub fn browser_guard(
+    req: &pingora::http::RequestHeader,
+    listen: Option<&str>,
+    token_configured: bool,
+    write: bool,
+) -> Option<&'static str> {
+    let header = |n: &str| req.headers.get(n).and_then(|v| v.to_str().ok());
+    if req.headers.contains_key(http::header::ORIGIN) {
+        return Some("requests from web pages (with an Origin) are refused");
+    }
+    if header("sec-fetch-site").is_some_and(|s| s != "none") {
+        return Some("requests from web pages are refused");
+    }
+    if !token_configured {
+        let port = listen.and_then(|l| l.rsplit_once(':')).map(|(_, p)| p);
+        let host = header("host").unwrap_or("");
+        let (name, got_port) = match host.rsplit_once(':') {
+            Some((n, p)) if !p.contains(']') => (n, Some(p)),
+            _ => (host, None),
+        };
+        let loopback = name.eq_ignore_ascii_case("localhost")
+            || name
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        if !loopback || got_port != port {
+            return Some("the Host is not the admin listener's (DNS rebinding?)");
+        }
+    }
+    if write {
+        let json = header("content-type")
+            .map(|c| {
+                c.split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .eq_ignore_ascii_case("application/json")
+            })
+            .unwrap_or(false);
+        let has_body = header("content-length").is_some_and(|l| l != "0")
+            || req.headers.contains_key(http::header::TRANSFER_ENCODING);
+        if has_body && !json {
+            return Some("write calls take an application/json body");
+        }
+    }
+    None
+}
+
 #[async_trait]
 impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let method = session.req_header().method.clone();
         let path = session.req_header().uri.path().to_string();
+        // Back-channel logout is the IdP's call (a form body, a logout token that
+        // proves itself); everything else is the operator's.
+        let logout = path == self.h.config.backchannel_logout.path;
+        let probe = method == http::Method::GET && (path == "/healthz" || path == "/readyz");
+        if !logout && !probe {
+            let write = method != http::Method::GET && method != http::Method::HEAD;
+            if let Some(why) = browser_guard(
+                session.req_header(),
+                self.h.config.admin.listen.as_deref(),
+                self.h.config.admin.token.is_some(),
+                write,
+            ) {
+                tracing::warn!(why, "admin request refused");
+                return json(StatusCode::FORBIDDEN, serde_json::json!({"error": why}));
+            }
+        }
         match (method.as_str(), path.as_str()) {
             ("GET", "/healthz") => json(StatusCode::OK, serde_json::json!({"status": "ok"})),
             ("GET", "/readyz") => match self.h.store.ping().await {
@@ -270,6 +344,22 @@ impl ServeHttp for AdminApp {
                     return json(
                         StatusCode::UNAUTHORIZED,
                         serde_json::json!({"error": "unauthorized"}),
+                    );
+                }
+                let json_body = session
+                    .req_header()
+                    .headers
+                    .get(http::header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|c| {
+                        c.trim()
+                            .to_ascii_lowercase()
+                            .starts_with("application/json")
+                    });
+                if !json_body {
+                    return json(
+                        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                        serde_json::json!({"error": "POST /revoke takes an application/json body"}),
                     );
                 }
                 match read_json(session).await {
