@@ -726,6 +726,20 @@ async fn invariant_4_tokens_are_stripped_on_every_path() {
             )],
         )
         .await;
+    // A token in the URL of any path: a 303 to the clean URL (the address bar and
+    // history lose it), and no redemption outside an entry point.
+    assert_eq!(r.status, 303);
+    assert_eq!(r.header("location"), Some("/interaction/abc?x=1"));
+    assert!(r.set_cookie("__Host-handoff_stt").is_none());
+    let r = a
+        .get(
+            &w.hd.url("/interaction/abc?x=1"),
+            &[(
+                "cookie",
+                &format!("session_transfer_token={stt}; __Host-handoff_stt={stt}"),
+            )],
+        )
+        .await;
     assert_eq!(r.status, 404);
     let seen = w
         .idp

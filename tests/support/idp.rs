@@ -293,6 +293,16 @@ impl TestIdp {
         self.inner.sign_claims(claims)
     }
 
+    /// An ordinary IdP session of `sub` (as a password login makes it, without
+    /// handoff); returns its `_session` cookie value.
+    pub fn password_session(&self, sub: &str) -> String {
+        let session = self.inner.random_token();
+        let mut st = self.inner.lock();
+        st.sessions.insert(session.clone(), sub.to_string());
+        st.password_sessions.insert(session.clone());
+        session
+    }
+
     /// The IdP's session id (`sid` in its id_tokens) for a `_session` cookie value.
     pub fn session_id(cookie_value: &str) -> String {
         b64e(digest::digest(&digest::SHA256, cookie_value.as_bytes()).as_ref())[..16].to_string()
@@ -349,6 +359,8 @@ struct CodeGrant {
     expires_at: u64,
     /// The IdP session the code was issued in (its `sid` claim).
     sid: Option<String>,
+    /// How the session's user logged in (`amr` claim).
+    amr: &'static str,
 }
 
 #[derive(Default)]
@@ -364,6 +376,8 @@ struct State {
     codes: HashMap<String, CodeGrant>,
     /// session cookie value -> sub
     sessions: HashMap<String, String>,
+    /// Sessions a password login made (no assertion): `amr` says `pwd`.
+    password_sessions: HashSet<String>,
     /// `_pending` ticket -> (client redirect with code, session cookie value)
     pending: HashMap<String, (String, String)>,
     seen_jti: HashSet<String>,
@@ -712,7 +726,7 @@ impl Inner {
         );
         if let (Some(sid), true) = (&grant.sid, self.opts.id_token) {
             let iat = now_secs();
-            let mut claims = json!({"iss": self.issuer, "sub": grant.sub, "aud": client_id, "iat": iat, "exp": iat + ID_TOKEN_TTL, "sid": sid});
+            let mut claims = json!({"iss": self.issuer, "sub": grant.sub, "aud": client_id, "iat": iat, "exp": iat + ID_TOKEN_TTL, "sid": sid, "amr": [grant.amr]});
             if let Some(n) = &grant.nonce {
                 claims["nonce"] = json!(n);
             }
@@ -909,6 +923,15 @@ impl Inner {
             .map(|v| {
                 b64e(digest::digest(&digest::SHA256, v.as_bytes()).as_ref())[..16].to_string()
             });
+        let amr = if new_session.is_none()
+            && cookie_values(&parts.headers, SESSION_COOKIE)
+                .iter()
+                .any(|v| self.lock().password_sessions.contains(v))
+        {
+            "pwd"
+        } else {
+            "session_transfer"
+        };
         let code = self.random_token();
         let code_challenge = params.get("code_challenge").map(|c| {
             let method = params
@@ -928,6 +951,7 @@ impl Inner {
                 code_challenge,
                 expires_at: now_secs() + CODE_TTL,
                 sid: session_id.clone(),
+                amr,
             },
         );
         let mut query = vec![("code", code.as_str())];
@@ -2453,7 +2477,11 @@ mod tests {
                     &body,
                 )
                 .await;
-                let want = if java { StatusCode::OK } else { StatusCode::NOT_FOUND };
+                let want = if java {
+                    StatusCode::OK
+                } else {
+                    StatusCode::NOT_FOUND
+                };
                 assert_eq!(r.status, want, "java_router={java} POST {path}: {}", r.body);
             }
             // What was recorded is the raw path, as sent.
