@@ -455,3 +455,186 @@ async fn rules_status_is_json() {
         .json();
     assert_eq!(v["last_reload"]["ok"], json!(true));
 }
+
+fn lineage_of(stt: &str) -> handoff::secret::LineageId {
+    handoff::secret::TransferToken::parse(stt)
+        .unwrap()
+        .lineage()
+        .clone()
+}
+
+/// `GET /authorize` of web client `client_id` carrying `stt` in the cookie.
+async fn redeem_for(w: &World, c: &Client, stt: &str, client_id: &str) -> support::http::Resp {
+    let path = AUTHORIZE.replace("client_id=web-app", &format!("client_id={client_id}"));
+    w.redeem_cookie(c, stt, &path).await
+}
+
+/// Attack 12, part 1: a replay's `revoke_lineage_on_replay` is read from the
+/// token's own clients (the web client it was first redeemed for), never from the
+/// replaying request's `client_id`: a replayer naming a lax client does not stop
+/// the revocation the token's web client asks for, and one naming a strict client
+/// does not revoke a lineage whose clients say no.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayers_client_id_neither_stops_nor_forces_a_revocation() {
+    // web-app (the token's client) revokes on replay; lax-app says no.
+    let lax = "[web.\"lax-app\"]\nrevoke_lineage_on_replay = false\n";
+    let mut w = World::with(
+        false,
+        IdpOptions::default(),
+        opts(rules("revoke_lineage_on_replay = true", lax), ""),
+    )
+    .await;
+    let (a, b) = (Client::device_a(), Client::device_b());
+    let stt = w.mint(&a, "alice").await;
+    assert!(logged_in(&w.redeem_cookie(&a, &stt, AUTHORIZE).await));
+    let r = redeem_for(&w, &b, &stt, "lax-app").await;
+    assert!(!logged_in(&r));
+    assert_eq!(
+        w.redemption("not_found_or_expired"),
+        1,
+        "counted as a replay"
+    );
+    assert!(
+        w.hd.h
+            .store
+            .is_lineage_revoked(&lineage_of(&stt))
+            .await
+            .unwrap(),
+        "the replayer's client_id turned the token's revocation off"
+    );
+
+    // web-app says no (the default); strict-app would revoke.
+    let strict = "[web.\"strict-app\"]\nrevoke_lineage_on_replay = true\n";
+    let mut w = World::with(false, IdpOptions::default(), opts(rules("", strict), "")).await;
+    let stt = w.mint(&a, "alice").await;
+    let first = w.redeem_cookie(&a, &stt, AUTHORIZE).await;
+    assert!(logged_in(&first));
+    let session = first.set_cookie("_session").unwrap();
+    w.secrets.push(session.clone());
+    assert!(!logged_in(&redeem_for(&w, &b, &stt, "strict-app").await));
+    assert_eq!(
+        w.redemption("not_found_or_expired"),
+        1,
+        "counted as a replay"
+    );
+    assert!(
+        !w.hd
+            .h
+            .store
+            .is_lineage_revoked(&lineage_of(&stt))
+            .await
+            .unwrap(),
+        "the replayer's client_id revoked a lineage whose clients say no"
+    );
+    assert!(
+        logged_in(&support::world::with_session(&w, &a, &session).await),
+        "the user's session lives on"
+    );
+    w.assert_no_leaks();
+}
+
+/// Attack 12, part 2: a back-channel logout token is honoured once. Replayed (same
+/// jti), it is refused and ends nothing — not even sessions created since; a token
+/// without a jti is refused; a store outage answers 503.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_backchannel_logout_token_is_refused() {
+    let mut w = World::with(
+        true,
+        IdpOptions::default(),
+        opts(
+            rules("", ""),
+            "[backchannel_logout]\naudiences = [\"web-app\"]\n",
+        ),
+    )
+    .await;
+    let a = Client::device_a();
+    let url = w.hd.url("/handoff/backchannel-logout");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let event = json!({"http://schemas.openid.net/event/backchannel-logout": {}});
+    let claims = json!({"iss": w.idp.issuer(), "aud": "web-app", "iat": now, "jti": "logout-1", "events": event, "sub": "alice"});
+    let token = w.idp.sign_jwt(&claims);
+
+    let (s1, _) = login(&mut w, &a, "alice").await;
+    let r = a.post_form(&url, &[("logout_token", &token)], &[]).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(login_page(&support::world::with_session(&w, &a, &s1).await));
+
+    // The user logs in again; the captured token, replayed, must not end it.
+    let (s2, _) = login(&mut w, &a, "alice").await;
+    let r = a.post_form(&url, &[("logout_token", &token)], &[]).await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(r.json()["error"], "invalid_request", "{}", r.body);
+    assert!(r.json()["error_description"].is_string());
+    assert!(
+        logged_in(&support::world::with_session(&w, &a, &s2).await),
+        "a replayed logout token ended a later session"
+    );
+
+    // No jti: refused (OIDC Back-Channel Logout requires one).
+    let mut no_jti = claims.clone();
+    no_jti.as_object_mut().unwrap().remove("jti");
+    let r = a
+        .post_form(&url, &[("logout_token", &w.idp.sign_jwt(&no_jti))], &[])
+        .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(logged_in(&support::world::with_session(&w, &a, &s2).await));
+
+    // Store down: 503 (fail closed), nothing revoked.
+    let mut fresh = claims.clone();
+    fresh["jti"] = json!("logout-2");
+    let fresh = w.idp.sign_jwt(&fresh);
+    w.redis.as_mut().unwrap().stop();
+    let r = a.post_form(&url, &[("logout_token", &fresh)], &[]).await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    w.redis.as_mut().unwrap().restart();
+    w.assert_no_leaks();
+}
+
+/// Attack 7, store part: the embedded store has a hard cap. Full, it answers
+/// writes with an error (mint: 503) instead of evicting anything; the revocation
+/// markers and the sessions' state are all still there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_memory_store_refuses_writes_past_its_cap_and_keeps_revocations() {
+    let mut w = World::with(
+        false,
+        IdpOptions::default(),
+        opts(rules("", ""), "[store]\nmax_entries = 24\n"),
+    )
+    .await;
+    let a = Client::device_a();
+    let (s, _) = login(&mut w, &a, "alice").await;
+    let hash = handoff::secret::SecretHash::of(s.as_bytes());
+    let lineage =
+        w.hd.h
+            .store
+            .session_by_cookie(&hash)
+            .await
+            .unwrap()
+            .unwrap()
+            .lineage;
+    handoff::revocation::revoke_lineage(&w.hd.h, &lineage, "test")
+        .await
+        .unwrap();
+    let mut refused = None;
+    for i in 0..40 {
+        let rt = w.refresh_token(&format!("user-{i}"));
+        let r = w.mint_as(&a, "native-app", &rt).await;
+        if r.status != 200 {
+            refused = Some(r);
+            break;
+        }
+    }
+    let r = refused.expect("the memory store took every write: it has no cap");
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert!(
+        w.hd.h.store.is_lineage_revoked(&lineage).await.unwrap(),
+        "the revocation marker was evicted"
+    );
+    let rec = w.hd.h.store.session_by_cookie(&hash).await.unwrap();
+    assert!(rec.is_some_and(|r| r.revoked), "the tombstone was evicted");
+    assert!(login_page(&support::world::with_session(&w, &a, &s).await));
+    w.assert_no_leaks();
+}
