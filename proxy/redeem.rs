@@ -257,3 +257,66 @@ async fn redeem_inner(h: &Handoff, p: &Presented<'_>) -> Outcome {
         ctx,
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::LineageId;
+
+    fn ctx(native: &str) -> MintContext {
+        MintContext {
+            sub: "alice".into(),
+            native_client_id: native.into(),
+            lineage: LineageId::generate(),
+            scope: String::new(),
+            ip: "127.0.0.1".parse().unwrap(),
+            asn: None,
+            fingerprint: None,
+            iat: 0,
+            exp: 60,
+        }
+    }
+
+    #[test]
+    fn replay_policy_comes_from_the_tokens_own_clients() {
+        let policy = handoff_rules::Policy::from_toml(
+            r#"
+[native.app]
+can_create_session_transfer_token = true
+allowed_web_clients = ["strict", "lax"]
+
+[native.globbed]
+can_create_session_transfer_token = true
+allowed_web_clients = ["shop-*"]
+
+[native.laxonly]
+can_create_session_transfer_token = true
+allowed_web_clients = ["lax"]
+
+[web.strict]
+revoke_lineage_on_replay = true
+
+[web.lax]
+revoke_lineage_on_replay = false
+
+[web.outsider]
+revoke_lineage_on_replay = true
+"#,
+            "rules.toml",
+        )
+        .unwrap();
+        let app = ctx("app");
+        // The first redemption's client decides.
+        assert!(replay_revokes(&policy, &app, Some("strict")));
+        assert!(!replay_revokes(&policy, &app, Some("lax")));
+        // None recorded, or one that is not the token's: any allowed client's "on".
+        assert!(replay_revokes(&policy, &app, None));
+        assert!(replay_revokes(&policy, &app, Some("")));
+        assert!(replay_revokes(&policy, &app, Some("outsider")));
+        assert!(!replay_revokes(&policy, &ctx("laxonly"), None));
+        assert!(!replay_revokes(&policy, &ctx("laxonly"), Some("outsider")));
+        // A glob may cover a client that has it on; an unlisted native: revoke.
+        assert!(replay_revokes(&policy, &ctx("globbed"), None));
+        assert!(replay_revokes(&policy, &ctx("gone"), Some("lax")));
+    }
+}
