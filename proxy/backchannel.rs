@@ -11,7 +11,10 @@
 //! ([`Store::remember_once`](crate::store::Store::remember_once), atomic "set if
 //! absent", so across instances) for as long as the token could pass the checks
 //! above ([`replay_memory`]); the same token again is refused with a 400 and
-//! revokes nothing. A store error answers 503 and revokes nothing.
+//! revokes nothing. A store error answers 503 and revokes nothing. When the
+//! revocation itself fails (503), the `jti` is forgotten again
+//! ([`Store::forget_once`](crate::store::Store::forget_once)), so that the IdP's
+//! retry of the same token is not taken for a replay.
 //! A `sid` ends the web session linked to it (recorded when its code was
 //! exchanged); a `sub` alone ends every transfer session of that user.
 
@@ -142,6 +145,10 @@ pub async fn logout(h: &Handoff, params: &TokenParams) -> (u16, Value) {
         }
         Err(e) => {
             tracing::error!(error = %e, "back-channel logout: store unavailable");
+            // Release the claim on the jti: the IdP will retry this very token.
+            if let Err(e) = h.store.forget_once(&once).await {
+                tracing::error!(error = %e, "back-channel logout: could not forget the jti; a retry of this logout_token will be refused as a replay");
+            }
             (503, json!({"error": "temporarily_unavailable"}))
         }
     }

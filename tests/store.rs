@@ -632,7 +632,7 @@ async fn old_replay_markers_still_read_as_replays() {
 }
 
 /// `remember_once` is "set if absent": true once, false while remembered, true
-/// again after it expires; and its key has a TTL.
+/// again after it expires or is forgotten (`forget_once`); and its key has a TTL.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn remember_once_is_set_if_absent() {
     for s in subjects() {
@@ -649,6 +649,19 @@ async fn remember_once_is_set_if_absent() {
         );
         assert!(
             s.store.remember_once("jti-2", ttl).await.unwrap(),
+            "{}",
+            s.name
+        );
+        // Forgotten (a claim released), it can be remembered again, once.
+        s.store.forget_once("jti-2").await.unwrap();
+        s.store.forget_once("never remembered").await.unwrap();
+        assert!(
+            s.store.remember_once("jti-2", ttl).await.unwrap(),
+            "{}",
+            s.name
+        );
+        assert!(
+            !s.store.remember_once("jti-2", ttl).await.unwrap(),
             "{}",
             s.name
         );

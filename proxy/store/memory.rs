@@ -526,6 +526,12 @@ impl Store for MemoryStore {
         Ok(true)
     }
 
+    async fn forget_once(&self, name: &str) -> Result<(), StoreError> {
+        let key = self.keys.once(name);
+        self.lock().entries.remove(&key);
+        Ok(())
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
     }

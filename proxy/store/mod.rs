@@ -485,6 +485,11 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// `SET NX PX`). The key is a hash of `name` ([`Keys::once`]).
     async fn remember_once(&self, name: &str, ttl: Duration) -> Result<bool, StoreError>;
 
+    /// Forgets `name` (remembered by [`Store::remember_once`]), so that it can be
+    /// remembered again: for a caller that claimed it and whose work under the
+    /// claim then failed, so that a retry is not taken for a replay.
+    async fn forget_once(&self, name: &str) -> Result<(), StoreError>;
+
     /// A cheap round trip, for readiness.
     async fn ping(&self) -> Result<(), StoreError>;
 }

@@ -799,6 +799,12 @@ impl Store for RedisStore {
         Ok(set.is_some())
     }
 
+    async fn forget_once(&self, name: &str) -> Result<(), StoreError> {
+        let mut c = self.conn.clone();
+        let _: i64 = self.run(c.del(self.keys.once(name))).await?;
+        Ok(())
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         let mut c = self.conn.clone();
         let _: String = self.run(::redis::cmd("PING").query_async(&mut c)).await?;
