@@ -34,14 +34,20 @@ const MAX_SKEW: u64 = 300;
 /// The shortest time a logout token's `jti` is remembered (seconds).
 pub const MIN_REPLAY_MEMORY: u64 = 60;
 
-/// The longest time a logout token's `jti` is remembered (seconds): `2 × MAX_SKEW`,
-/// the longest any token can pass the `iat` check (`iat` at most `MAX_SKEW` ahead
-/// of now, and accepted until `MAX_SKEW` after it), so the cap never opens a window.
-pub const MAX_REPLAY_MEMORY: u64 = 2 * MAX_SKEW;
+/// Added to how long a logout token can still pass the checks, for the clocks of
+/// other instances (which check it against their own) being a little behind.
+const CLOCK_MARGIN: u64 = 60;
+
+/// The longest time a logout token's `jti` is remembered (seconds, 11 minutes):
+/// `2 × MAX_SKEW` is the longest any token can pass the `iat` check (`iat` at most
+/// `MAX_SKEW` ahead of now, accepted until `MAX_SKEW` after it), plus the clock
+/// margin, so the cap never opens a window.
+pub const MAX_REPLAY_MEMORY: u64 = 2 * MAX_SKEW + CLOCK_MARGIN;
 
 /// How long to remember a logout token with these (checked) claims, at `now`: until
 /// it stops passing [`check_claims`] — the earlier of its `exp` and `iat + MAX_SKEW`
-/// — and at least [`MIN_REPLAY_MEMORY`], at most [`MAX_REPLAY_MEMORY`] seconds.
+/// — plus a minute of clock margin, and at least [`MIN_REPLAY_MEMORY`], at most
+/// [`MAX_REPLAY_MEMORY`] seconds.
 pub fn replay_memory(claims: &Value, now: u64) -> std::time::Duration {
     let iat = claims.get("iat").and_then(Value::as_u64).unwrap_or(now);
     let mut until = iat.saturating_add(MAX_SKEW);
@@ -50,6 +56,7 @@ pub fn replay_memory(claims: &Value, now: u64) -> std::time::Duration {
     }
     let secs = until
         .saturating_sub(now)
+        .saturating_add(CLOCK_MARGIN)
         .clamp(MIN_REPLAY_MEMORY, MAX_REPLAY_MEMORY);
     std::time::Duration::from_secs(secs)
 }
@@ -233,15 +240,18 @@ mod tests {
     #[test]
     fn jtis_are_remembered_while_the_token_could_pass() {
         let secs = |c: Value, now| replay_memory(&c, now).as_secs();
-        // No exp: until iat + MAX_SKEW.
-        assert_eq!(secs(json!({"iat": 1000}), 1000), MAX_SKEW);
+        // No exp: until iat + MAX_SKEW, plus the clock margin.
+        assert_eq!(secs(json!({"iat": 1000}), 1000), MAX_SKEW + CLOCK_MARGIN);
         // iat ahead of now: the whole window, which the cap covers.
         assert_eq!(secs(json!({"iat": 1300}), 1000), MAX_REPLAY_MEMORY);
         // exp earlier than that: until exp, but at least the minimum.
-        assert_eq!(secs(json!({"iat": 1000, "exp": 1200}), 1000), 200);
         assert_eq!(
-            secs(json!({"iat": 1000, "exp": 1010}), 1000),
-            MIN_REPLAY_MEMORY
+            secs(json!({"iat": 1000, "exp": 1200}), 1000),
+            200 + CLOCK_MARGIN
+        );
+        assert_eq!(
+            secs(json!({"iat": 1000, "exp": 1001}), 1000),
+            MIN_REPLAY_MEMORY.max(1 + CLOCK_MARGIN)
         );
         // Old iat: the minimum.
         assert_eq!(secs(json!({"iat": 600}), 1000), MIN_REPLAY_MEMORY);
