@@ -638,3 +638,63 @@ async fn the_memory_store_refuses_writes_past_its_cap_and_keeps_revocations() {
     assert!(login_page(&support::world::with_session(&w, &a, &s).await));
     w.assert_no_leaks();
 }
+
+/// Attack 7: each rotation would leave the rotated-out token's lineage mapping for
+/// the whole lineage lifetime (90 days); once its successor is recorded, it lives
+/// at most `ROTATED_REFRESH_TTL`, and the successor keeps the full lifetime.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_out_refresh_token_mapping_expires_soon() {
+    let mut w = World::with(true, IdpOptions::default(), opts(rules("", ""), "")).await;
+    let a = Client::device_a();
+    let old = w.refresh_token("alice");
+    let r = w.mint_as(&a, "native-app", &old).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let new = r.json()["refresh_token"].as_str().unwrap().to_string();
+    assert_ne!(new, old, "the IdP rotates");
+    let keys = handoff::store::Keys::new("ho");
+    let mut c = w.redis.as_ref().unwrap().conn();
+    let mut pttl = |t: &str| -> i64 {
+        redis::cmd("PTTL")
+            .arg(keys.refresh(&handoff::secret::Secret::new(t).hash()))
+            .query(&mut c)
+            .unwrap()
+    };
+    let short = handoff::store::ROTATED_REFRESH_TTL.as_millis() as i64;
+    let (old_ttl, new_ttl) = (pttl(&old), pttl(&new));
+    assert!(0 < old_ttl && old_ttl <= short, "rotated out: {old_ttl} ms");
+    assert!(new_ttl > short, "the successor: {new_ttl} ms");
+    // A plain refresh through handoff's token endpoint rotates it too.
+    let r = a
+        .post_form(
+            &w.hd.url("/oauth/token"),
+            &[
+                ("grant_type", "refresh_token"),
+                ("client_id", "native-app"),
+                ("refresh_token", &new),
+            ],
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let newer = r.json()["refresh_token"].as_str().unwrap().to_string();
+    w.secrets.push(newer.clone());
+    for k in ["access_token", "id_token"] {
+        if let Some(s) = r.json()[k].as_str() {
+            w.secrets.push(s.to_string());
+        }
+    }
+    let (new_ttl, newer_ttl) = (pttl(&new), pttl(&newer));
+    assert!(0 < new_ttl && new_ttl <= short, "rotated out: {new_ttl} ms");
+    assert!(newer_ttl > short, "the successor: {newer_ttl} ms");
+    // The old token still maps to its lineage meanwhile.
+    let old_hash = handoff::secret::Secret::new(old.as_str()).hash();
+    assert!(w
+        .hd
+        .h
+        .store
+        .refresh_token_info(&old_hash)
+        .await
+        .unwrap()
+        .is_some());
+    w.assert_no_leaks();
+}
