@@ -405,7 +405,7 @@ fn consume_bench(
             // Timed: the redemption's consume.
             |h| {
                 let r = rt
-                    .block_on(store.consume_transfer_token(&lineage, &h))
+                    .block_on(store.consume_transfer_token(&lineage, &h, "bench-web"))
                     .expect("consume");
                 assert!(matches!(r, handoff::store::Consumed::Fresh { .. }));
             },

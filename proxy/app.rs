@@ -181,7 +181,9 @@ impl Handoff {
     /// Builds an instance with the store the config names.
     pub fn build(config: Config, clock: SharedClock) -> Result<Arc<Self>, String> {
         let store: Arc<dyn Store> = match &config.store {
-            StoreConfig::Memory => Arc::new(MemoryStore::new(clock.clone())),
+            StoreConfig::Memory { max_entries } => {
+                Arc::new(MemoryStore::with_max_entries(clock.clone(), *max_entries))
+            }
             StoreConfig::RedisSentinel {
                 sentinels,
                 master,

@@ -4,7 +4,17 @@
 //! The `logout_token` is a JWT from the IdP, verified like its id_tokens (its JWKS,
 //! its `iss`) plus the logout-token rules of the spec's §2.6: `aud` is one of the
 //! configured audiences, `iat` is recent, the `events` claim names the
-//! back-channel-logout event, there is no `nonce`, and there is a `sid` or `sub`.
+//! back-channel-logout event, there is no `nonce`, there is a `jti`, and there is a
+//! `sid` or `sub`.
+//!
+//! Replays: each accepted token's `jti` (with its `iss`) is remembered in the store
+//! ([`Store::remember_once`](crate::store::Store::remember_once), atomic "set if
+//! absent", so across instances) for as long as the token could pass the checks
+//! above ([`replay_memory`]); the same token again is refused with a 400 and
+//! revokes nothing. A store error answers 503 and revokes nothing. When the
+//! revocation itself fails (503), the `jti` is forgotten again
+//! ([`Store::forget_once`](crate::store::Store::forget_once)), so that the IdP's
+//! retry of the same token is not taken for a replay.
 //! A `sid` ends the web session linked to it (recorded when its code was
 //! exchanged); a `sub` alone ends every transfer session of that user.
 
@@ -20,6 +30,36 @@ pub const EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
 
 /// How far `iat` may be from now (seconds).
 const MAX_SKEW: u64 = 300;
+
+/// The shortest time a logout token's `jti` is remembered (seconds).
+pub const MIN_REPLAY_MEMORY: u64 = 60;
+
+/// Added to how long a logout token can still pass the checks, for the clocks of
+/// other instances (which check it against their own) being a little behind.
+const CLOCK_MARGIN: u64 = 60;
+
+/// The longest time a logout token's `jti` is remembered (seconds, 11 minutes):
+/// `2 × MAX_SKEW` is the longest any token can pass the `iat` check (`iat` at most
+/// `MAX_SKEW` ahead of now, accepted until `MAX_SKEW` after it), plus the clock
+/// margin, so the cap never opens a window.
+pub const MAX_REPLAY_MEMORY: u64 = 2 * MAX_SKEW + CLOCK_MARGIN;
+
+/// How long to remember a logout token with these (checked) claims, at `now`: until
+/// it stops passing [`check_claims`] — the earlier of its `exp` and `iat + MAX_SKEW`
+/// — plus a minute of clock margin, and at least [`MIN_REPLAY_MEMORY`], at most
+/// [`MAX_REPLAY_MEMORY`] seconds.
+pub fn replay_memory(claims: &Value, now: u64) -> std::time::Duration {
+    let iat = claims.get("iat").and_then(Value::as_u64).unwrap_or(now);
+    let mut until = iat.saturating_add(MAX_SKEW);
+    if let Some(exp) = claims.get("exp").and_then(Value::as_u64) {
+        until = until.min(exp);
+    }
+    let secs = until
+        .saturating_sub(now)
+        .saturating_add(CLOCK_MARGIN)
+        .clamp(MIN_REPLAY_MEMORY, MAX_REPLAY_MEMORY);
+    std::time::Duration::from_secs(secs)
+}
 
 fn bad(description: &str) -> (u16, Value) {
     (
@@ -58,6 +98,36 @@ pub async fn logout(h: &Handoff, params: &TokenParams) -> (u16, Value) {
         tracing::warn!(why, "back-channel logout: logout_token refused");
         return bad(why);
     }
+    // Replay: the same token (same issuer and jti) is honoured once. check_claims
+    // made sure there is a jti.
+    let jti = claims
+        .get("jti")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let iss = claims
+        .get("iss")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let once = format!("backchannel-logout\0{iss}\0{jti}");
+    match h
+        .store
+        .remember_once(&once, replay_memory(&claims, h.clock.now_secs()))
+        .await
+    {
+        Ok(true) => {}
+        Ok(false) => {
+            tracing::warn!("back-channel logout: logout_token replayed (jti already used)");
+            return bad("the logout_token has already been used");
+        }
+        Err(e) => {
+            h.metrics
+                .store_errors
+                .with_label_values(&["remember_once"])
+                .inc();
+            tracing::error!(error = %e, "back-channel logout: store unavailable");
+            return (503, json!({"error": "temporarily_unavailable"}));
+        }
+    }
     let result = match (
         claims.get("sid").and_then(Value::as_str),
         claims.get("sub").and_then(Value::as_str),
@@ -82,6 +152,10 @@ pub async fn logout(h: &Handoff, params: &TokenParams) -> (u16, Value) {
         }
         Err(e) => {
             tracing::error!(error = %e, "back-channel logout: store unavailable");
+            // Release the claim on the jti: the IdP will retry this very token.
+            if let Err(e) = h.store.forget_once(&once).await {
+                tracing::error!(error = %e, "back-channel logout: could not forget the jti; a retry of this logout_token will be refused as a replay");
+            }
             (503, json!({"error": "temporarily_unavailable"}))
         }
     }
@@ -114,6 +188,13 @@ pub fn check_claims(claims: &Value, audiences: &[String], now: u64) -> Result<()
     if claims.get("nonce").is_some() {
         return Err("a logout_token must not carry a nonce");
     }
+    if claims
+        .get("jti")
+        .and_then(Value::as_str)
+        .is_none_or(str::is_empty)
+    {
+        return Err("jti is missing");
+    }
     if claims.get("sid").and_then(Value::as_str).is_none()
         && claims.get("sub").and_then(Value::as_str).is_none()
     {
@@ -129,7 +210,8 @@ mod tests {
     #[test]
     fn logout_token_rules() {
         let auds = vec!["web-app".to_string()];
-        let good = json!({"aud": "web-app", "iat": 1000, "events": {EVENT: {}}, "sid": "s"});
+        let good =
+            json!({"aud": "web-app", "iat": 1000, "jti": "j", "events": {EVENT: {}}, "sid": "s"});
         assert_eq!(check_claims(&good, &auds, 1000), Ok(()));
         let mut c = good.clone();
         c["aud"] = json!("other");
@@ -148,5 +230,30 @@ mod tests {
         assert_eq!(check_claims(&c, &auds, 1000), Ok(()));
         c["exp"] = json!(999);
         assert!(check_claims(&c, &auds, 1000).is_err());
+        let mut c = good.clone();
+        c.as_object_mut().unwrap().remove("jti");
+        assert!(check_claims(&c, &auds, 1000).is_err(), "no jti");
+        c["jti"] = json!("");
+        assert!(check_claims(&c, &auds, 1000).is_err(), "empty jti");
+    }
+
+    #[test]
+    fn jtis_are_remembered_while_the_token_could_pass() {
+        let secs = |c: Value, now| replay_memory(&c, now).as_secs();
+        // No exp: until iat + MAX_SKEW, plus the clock margin.
+        assert_eq!(secs(json!({"iat": 1000}), 1000), MAX_SKEW + CLOCK_MARGIN);
+        // iat ahead of now: the whole window, which the cap covers.
+        assert_eq!(secs(json!({"iat": 1300}), 1000), MAX_REPLAY_MEMORY);
+        // exp earlier than that: until exp, but at least the minimum.
+        assert_eq!(
+            secs(json!({"iat": 1000, "exp": 1200}), 1000),
+            200 + CLOCK_MARGIN
+        );
+        assert_eq!(
+            secs(json!({"iat": 1000, "exp": 1001}), 1000),
+            MIN_REPLAY_MEMORY.max(1 + CLOCK_MARGIN)
+        );
+        // Old iat: the minimum.
+        assert_eq!(secs(json!({"iat": 600}), 1000), MIN_REPLAY_MEMORY);
     }
 }

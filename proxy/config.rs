@@ -102,7 +102,12 @@ impl Upstream {
 #[derive(Debug, Clone)]
 pub enum StoreConfig {
     /// The embedded in-memory store: one instance only.
-    Memory,
+    Memory {
+        /// `store.max_entries`: the hard cap on its entries (default
+        /// [`crate::store::memory::DEFAULT_MAX_ENTRIES`]); when full, writes fail
+        /// closed and nothing live is evicted.
+        max_entries: usize,
+    },
     /// Redis through Redis Sentinel (high availability): the master is looked up
     /// from the Sentinel nodes, again after a failover.
     RedisSentinel {
@@ -553,6 +558,7 @@ struct FileStore {
     master: Option<String>,
     timeout: Option<String>,
     key_prefix: Option<String>,
+    max_entries: Option<usize>,
 }
 
 #[derive(Deserialize, Default)]
@@ -936,8 +942,24 @@ impl Validator<'_> {
         };
 
         let st = raw.store;
+        let memory_kind = match st.kind.as_deref() {
+            None => st.url.is_none(),
+            Some(k) => k == "memory",
+        };
+        if st.max_entries.is_some() && !memory_kind {
+            return Err(self.err(
+                "store.max_entries",
+                "only for the embedded store (kind = \"memory\"); cap Redis with its maxmemory",
+            ));
+        }
+        if st.max_entries == Some(0) {
+            return Err(self.err("store.max_entries", "must be more than 0"));
+        }
+        let max_entries = st
+            .max_entries
+            .unwrap_or(crate::store::memory::DEFAULT_MAX_ENTRIES);
         let store = match st.kind.as_deref() {
-            None if st.url.is_none() => StoreConfig::Memory,
+            None if st.url.is_none() => StoreConfig::Memory { max_entries },
             Some("memory") => {
                 if st.url.is_some() {
                     return Err(self.err(
@@ -945,7 +967,7 @@ impl Validator<'_> {
                         "given with kind = \"memory\"; remove it or set kind = \"redis\"",
                     ));
                 }
-                StoreConfig::Memory
+                StoreConfig::Memory { max_entries }
             }
             Some("redis-sentinel") => {
                 let sentinels = st.sentinels.unwrap_or_default();
@@ -1547,7 +1569,12 @@ mod tests {
         let c = load(MIN).unwrap();
         assert_eq!(c.mint_audience(), "urn:login.example.com:session_transfer");
         assert_eq!(c.listeners[0].addr, "127.0.0.1:8080");
-        assert!(matches!(c.store, StoreConfig::Memory));
+        assert!(matches!(
+            c.store,
+            StoreConfig::Memory {
+                max_entries: crate::store::memory::DEFAULT_MAX_ENTRIES
+            }
+        ));
         assert_eq!(c.names.cookie, "auth0_session_transfer_token");
         assert_eq!(c.names.cookie_aliases, vec!["session_transfer_token"]);
         assert_eq!(c.paths.redemption, vec!["/authorize"]);
@@ -1589,6 +1616,19 @@ mod tests {
 
         let e = load("[server]\npublic_host = \"x\"\n").unwrap_err();
         assert_eq!(e.key, "upstream");
+    }
+
+    #[test]
+    fn memory_store_cap() {
+        let c = load(&format!("{MIN}[store]\nmax_entries = 1000\n")).unwrap();
+        assert!(matches!(c.store, StoreConfig::Memory { max_entries: 1000 }));
+        let e = load(&format!("{MIN}[store]\nmax_entries = 0\n")).unwrap_err();
+        assert_eq!(e.key, "store.max_entries");
+        let e = load(&format!(
+            "{MIN}[store]\nurl = \"redis://x:1\"\nmax_entries = 10\n"
+        ))
+        .unwrap_err();
+        assert_eq!(e.key, "store.max_entries");
     }
 
     #[test]

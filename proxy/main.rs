@@ -142,7 +142,7 @@ fn run(cli: &Cli) -> Result<(), String> {
         listeners = ?h.config.listeners.iter().map(|l| l.addr.as_str()).collect::<Vec<_>>(),
         admin = ?h.config.admin.listen,
         upstream = %h.config.upstream.address,
-        store = if matches!(h.config.store, handoff::config::StoreConfig::Memory) { "memory" } else { "redis" },
+        store = if matches!(h.config.store, handoff::config::StoreConfig::Memory { .. }) { "memory" } else { "redis" },
         "handoff starting"
     );
     let opt = pingora::server::configuration::Opt {

@@ -628,6 +628,16 @@ async fn mint_inner(
         }
         Ok(MintWrite::Stored) => {}
     }
+    if rotated.as_ref().is_some_and(|r| r.hash() != presented) {
+        // Rotated out: its mapping need not outlive the rotation for long.
+        if let Err(e) = h
+            .store
+            .expire_refresh_token(&presented, crate::store::ROTATED_REFRESH_TTL)
+            .await
+        {
+            tracing::warn!(error = %e, "mint: could not shorten the rotated-out refresh token's mapping");
+        }
+    }
     tracing::info!(token = %stt, %lineage, client_id, %client_ip, expires_in = ttl.as_secs(), "session transfer token minted");
 
     let mut out = json!({

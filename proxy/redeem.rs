@@ -9,7 +9,8 @@
 //! 5. on success the caller forwards the request with a fresh assertion;
 //! 6. on any failure the request goes upstream as an ordinary login, and the reason
 //!    is logged (never the token) and counted;
-//! 7. a replay may revoke the lineage (`revoke_lineage_on_replay`).
+//! 7. a replay may revoke the lineage (`revoke_lineage_on_replay`), as the token's
+//!    own clients' policy says ([`replay_revokes`]), never the replaying request's.
 
 use crate::app::{Handoff, LINEAGE_TTL};
 use crate::assertion::{self, AssertionFacts};
@@ -93,6 +94,33 @@ fn parse_fingerprint(hex: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
+/// Whether a replay of a token minted as `ctx` revokes its lineage. Read from the
+/// token's own clients, never from the replaying request (whose `client_id` is the
+/// replayer's choice):
+/// - the web client the token was first presented for (`first_web_client`, as the
+///   store recorded it at the first consumption), when the native client allows it:
+///   its `revoke_lineage_on_replay`;
+/// - otherwise (none recorded, or one the native client does not allow, so not one
+///   of the token's clients): the dangerous reading — revoke if *any* web client the
+///   native client allows has it on; a glob in `allowed_web_clients` may cover a
+///   client that has it on, so it counts as on;
+/// - a native client the rules no longer list: revoke.
+pub fn replay_revokes(
+    policy: &handoff_rules::Policy,
+    ctx: &MintContext,
+    first_web_client: Option<&str>,
+) -> bool {
+    let Some(native) = policy.native_client(&ctx.native_client_id) else {
+        return true;
+    };
+    match first_web_client.filter(|w| !w.is_empty()) {
+        Some(w) if native.allows_web_client(w) => policy.web_client(w).revoke_lineage_on_replay,
+        _ => native
+            .allowed_web_clients()
+            .any(|p| p.contains('*') || policy.web_client(p).revoke_lineage_on_replay),
+    }
+}
+
 /// Redeems a presented token; counts and logs the outcome.
 pub async fn redeem(h: &Handoff, p: &Presented<'_>) -> Outcome {
     let outcome = redeem_inner(h, p).await;
@@ -128,10 +156,11 @@ async fn redeem_inner(h: &Handoff, p: &Presented<'_>) -> Outcome {
             return Outcome::Fallback("malformed");
         }
     };
-    // 3. spend it
+    // 3. spend it (the store remembers which web client it was first presented for)
+    let web_client = p.web_client.unwrap_or("");
     let consumed = match h
         .store
-        .consume_transfer_token(token.lineage(), token.hash())
+        .consume_transfer_token(token.lineage(), token.hash(), web_client)
         .await
     {
         Ok(c) => c,
@@ -141,16 +170,15 @@ async fn redeem_inner(h: &Handoff, p: &Presented<'_>) -> Outcome {
             return Outcome::Fallback("store_unavailable");
         }
     };
-    let web_client = p.web_client.unwrap_or("");
     let (ctx, lineage_revoked) = match consumed {
         Consumed::Unknown => return Outcome::Fallback("not_found_or_expired"),
-        Consumed::Replayed { ctx } => {
+        Consumed::Replayed {
+            ctx,
+            first_web_client,
+        } => {
             tracing::warn!(token = %token, lineage = %ctx.lineage, "replayed session transfer token");
-            let revoke = h
-                .policy
-                .load()
-                .web_client(web_client)
-                .revoke_lineage_on_replay;
+            // The token's own clients decide, never the replayer's client_id.
+            let revoke = replay_revokes(&h.policy.load().policy, &ctx, first_web_client.as_deref());
             if revoke {
                 match h.store.revoke_lineage(&ctx.lineage, LINEAGE_TTL).await {
                     Ok(_) => {
@@ -228,4 +256,67 @@ async fn redeem_inner(h: &Handoff, p: &Presented<'_>) -> Outcome {
         decision,
         ctx,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::LineageId;
+
+    fn ctx(native: &str) -> MintContext {
+        MintContext {
+            sub: "alice".into(),
+            native_client_id: native.into(),
+            lineage: LineageId::generate(),
+            scope: String::new(),
+            ip: "127.0.0.1".parse().unwrap(),
+            asn: None,
+            fingerprint: None,
+            iat: 0,
+            exp: 60,
+        }
+    }
+
+    #[test]
+    fn replay_policy_comes_from_the_tokens_own_clients() {
+        let policy = handoff_rules::Policy::from_toml(
+            r#"
+[native.app]
+can_create_session_transfer_token = true
+allowed_web_clients = ["strict", "lax"]
+
+[native.globbed]
+can_create_session_transfer_token = true
+allowed_web_clients = ["shop-*"]
+
+[native.laxonly]
+can_create_session_transfer_token = true
+allowed_web_clients = ["lax"]
+
+[web.strict]
+revoke_lineage_on_replay = true
+
+[web.lax]
+revoke_lineage_on_replay = false
+
+[web.outsider]
+revoke_lineage_on_replay = true
+"#,
+            "rules.toml",
+        )
+        .unwrap();
+        let app = ctx("app");
+        // The first redemption's client decides.
+        assert!(replay_revokes(&policy, &app, Some("strict")));
+        assert!(!replay_revokes(&policy, &app, Some("lax")));
+        // None recorded, or one that is not the token's: any allowed client's "on".
+        assert!(replay_revokes(&policy, &app, None));
+        assert!(replay_revokes(&policy, &app, Some("")));
+        assert!(replay_revokes(&policy, &app, Some("outsider")));
+        assert!(!replay_revokes(&policy, &ctx("laxonly"), None));
+        assert!(!replay_revokes(&policy, &ctx("laxonly"), Some("outsider")));
+        // A glob may cover a client that has it on; an unlisted native: revoke.
+        assert!(replay_revokes(&policy, &ctx("globbed"), None));
+        assert!(replay_revokes(&policy, &ctx("gone"), Some("lax")));
+    }
 }

@@ -618,6 +618,12 @@ async fn refresh_grant(h: &Handoff, rt: &Secret, f: &Forward<'_>) -> Action {
                         body.remove("refresh_token");
                         return json_answer(200, &Value::Object(body));
                     }
+                } else if info.kind == RefreshKind::Native {
+                    // The rotated-out token's mapping need not live long now.
+                    let ttl = crate::store::ROTATED_REFRESH_TTL;
+                    if let Err(e) = h.store.expire_refresh_token(&hash, ttl).await {
+                        tracing::warn!(error = %e, "could not shorten a rotated-out refresh token's mapping");
+                    }
                 }
             }
         }

@@ -673,3 +673,246 @@ async fn mints_from_one_network_are_rate_limited() {
         .render()
         .contains("handoff_mint_rate_limited_total{scope=\"network\"} 1"));
 }
+
+fn lineage_of(stt: &str) -> handoff::secret::LineageId {
+    handoff::secret::TransferToken::parse(stt)
+        .unwrap()
+        .lineage()
+        .clone()
+}
+
+/// `GET /authorize` of web client `client_id` carrying `stt` in the cookie.
+async fn redeem_for(w: &World, c: &Client, stt: &str, client_id: &str) -> support::http::Resp {
+    let path = AUTHORIZE.replace("client_id=web-app", &format!("client_id={client_id}"));
+    w.redeem_cookie(c, stt, &path).await
+}
+
+/// Attack 12, part 1: a replay's `revoke_lineage_on_replay` is read from the
+/// token's own clients (the web client it was first redeemed for), never from the
+/// replaying request's `client_id`: a replayer naming a lax client does not stop
+/// the revocation the token's web client asks for, and one naming a strict client
+/// does not revoke a lineage whose clients say no.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayers_client_id_neither_stops_nor_forces_a_revocation() {
+    // web-app (the token's client) revokes on replay; lax-app says no.
+    let lax = "[web.\"lax-app\"]\nrevoke_lineage_on_replay = false\n";
+    let mut w = World::with(
+        false,
+        IdpOptions::default(),
+        opts(rules("revoke_lineage_on_replay = true", lax), ""),
+    )
+    .await;
+    let (a, b) = (Client::device_a(), Client::device_b());
+    let stt = w.mint(&a, "alice").await;
+    assert!(logged_in(&w.redeem_cookie(&a, &stt, AUTHORIZE).await));
+    let r = redeem_for(&w, &b, &stt, "lax-app").await;
+    assert!(!logged_in(&r));
+    assert_eq!(
+        w.redemption("not_found_or_expired"),
+        1,
+        "counted as a replay"
+    );
+    assert!(
+        w.hd.h
+            .store
+            .is_lineage_revoked(&lineage_of(&stt))
+            .await
+            .unwrap(),
+        "the replayer's client_id turned the token's revocation off"
+    );
+
+    // web-app says no (the default); strict-app would revoke.
+    let strict = "[web.\"strict-app\"]\nrevoke_lineage_on_replay = true\n";
+    let mut w = World::with(false, IdpOptions::default(), opts(rules("", strict), "")).await;
+    let stt = w.mint(&a, "alice").await;
+    let first = w.redeem_cookie(&a, &stt, AUTHORIZE).await;
+    assert!(logged_in(&first));
+    let session = first.set_cookie("_session").unwrap();
+    w.secrets.push(session.clone());
+    assert!(!logged_in(&redeem_for(&w, &b, &stt, "strict-app").await));
+    assert_eq!(
+        w.redemption("not_found_or_expired"),
+        1,
+        "counted as a replay"
+    );
+    assert!(
+        !w.hd
+            .h
+            .store
+            .is_lineage_revoked(&lineage_of(&stt))
+            .await
+            .unwrap(),
+        "the replayer's client_id revoked a lineage whose clients say no"
+    );
+    assert!(
+        logged_in(&support::world::with_session(&w, &a, &session).await),
+        "the user's session lives on"
+    );
+    w.assert_no_leaks();
+}
+
+/// Attack 12, part 2: a back-channel logout token is honoured once. Replayed (same
+/// jti), it is refused and ends nothing — not even sessions created since; a token
+/// without a jti is refused; a store outage answers 503.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_backchannel_logout_token_is_refused() {
+    let mut w = World::with(
+        true,
+        IdpOptions::default(),
+        opts(
+            rules("", ""),
+            "[backchannel_logout]\naudiences = [\"web-app\"]\n",
+        ),
+    )
+    .await;
+    let a = Client::device_a();
+    let url = w.hd.url("/handoff/backchannel-logout");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let event = json!({"http://schemas.openid.net/event/backchannel-logout": {}});
+    let claims = json!({"iss": w.idp.issuer(), "aud": "web-app", "iat": now, "jti": "logout-1", "events": event, "sub": "alice"});
+    let token = w.idp.sign_jwt(&claims);
+
+    let (s1, _) = login(&mut w, &a, "alice").await;
+    let r = a.post_form(&url, &[("logout_token", &token)], &[]).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(login_page(&support::world::with_session(&w, &a, &s1).await));
+
+    // The user logs in again; the captured token, replayed, must not end it.
+    let (s2, _) = login(&mut w, &a, "alice").await;
+    let r = a.post_form(&url, &[("logout_token", &token)], &[]).await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(r.json()["error"], "invalid_request", "{}", r.body);
+    assert!(r.json()["error_description"].is_string());
+    assert!(
+        logged_in(&support::world::with_session(&w, &a, &s2).await),
+        "a replayed logout token ended a later session"
+    );
+
+    // No jti: refused (OIDC Back-Channel Logout requires one).
+    let mut no_jti = claims.clone();
+    no_jti.as_object_mut().unwrap().remove("jti");
+    let r = a
+        .post_form(&url, &[("logout_token", &w.idp.sign_jwt(&no_jti))], &[])
+        .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(logged_in(&support::world::with_session(&w, &a, &s2).await));
+
+    // Store down: 503 (fail closed), nothing revoked.
+    let mut fresh = claims.clone();
+    fresh["jti"] = json!("logout-2");
+    let fresh = w.idp.sign_jwt(&fresh);
+    w.redis.as_mut().unwrap().stop();
+    let r = a.post_form(&url, &[("logout_token", &fresh)], &[]).await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    w.redis.as_mut().unwrap().restart();
+    w.assert_no_leaks();
+}
+
+/// Attack 7, store part: the embedded store has a hard cap. Full, it answers
+/// writes with an error (mint: 503) instead of evicting anything; the revocation
+/// markers and the sessions' state are all still there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_memory_store_refuses_writes_past_its_cap_and_keeps_revocations() {
+    let mut w = World::with(
+        false,
+        IdpOptions::default(),
+        opts(rules("", ""), "[store]\nmax_entries = 24\n"),
+    )
+    .await;
+    let a = Client::device_a();
+    let (s, _) = login(&mut w, &a, "alice").await;
+    let hash = handoff::secret::SecretHash::of(s.as_bytes());
+    let lineage =
+        w.hd.h
+            .store
+            .session_by_cookie(&hash)
+            .await
+            .unwrap()
+            .unwrap()
+            .lineage;
+    handoff::revocation::revoke_lineage(&w.hd.h, &lineage, "test")
+        .await
+        .unwrap();
+    let mut refused = None;
+    for i in 0..40 {
+        let rt = w.refresh_token(&format!("user-{i}"));
+        let r = w.mint_as(&a, "native-app", &rt).await;
+        if r.status != 200 {
+            refused = Some(r);
+            break;
+        }
+    }
+    let r = refused.expect("the memory store took every write: it has no cap");
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert!(
+        w.hd.h.store.is_lineage_revoked(&lineage).await.unwrap(),
+        "the revocation marker was evicted"
+    );
+    let rec = w.hd.h.store.session_by_cookie(&hash).await.unwrap();
+    assert!(rec.is_some_and(|r| r.revoked), "the tombstone was evicted");
+    assert!(login_page(&support::world::with_session(&w, &a, &s).await));
+    w.assert_no_leaks();
+}
+
+/// Attack 7: each rotation would leave the rotated-out token's lineage mapping for
+/// the whole lineage lifetime (90 days); once its successor is recorded, it lives
+/// at most `ROTATED_REFRESH_TTL`, and the successor keeps the full lifetime.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_out_refresh_token_mapping_expires_soon() {
+    let mut w = World::with(true, IdpOptions::default(), opts(rules("", ""), "")).await;
+    let a = Client::device_a();
+    let old = w.refresh_token("alice");
+    let r = w.mint_as(&a, "native-app", &old).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let new = r.json()["refresh_token"].as_str().unwrap().to_string();
+    assert_ne!(new, old, "the IdP rotates");
+    let keys = handoff::store::Keys::new("ho");
+    let mut c = w.redis.as_ref().unwrap().conn();
+    let mut pttl = |t: &str| -> i64 {
+        redis::cmd("PTTL")
+            .arg(keys.refresh(&handoff::secret::Secret::new(t).hash()))
+            .query(&mut c)
+            .unwrap()
+    };
+    let short = handoff::store::ROTATED_REFRESH_TTL.as_millis() as i64;
+    let (old_ttl, new_ttl) = (pttl(&old), pttl(&new));
+    assert!(0 < old_ttl && old_ttl <= short, "rotated out: {old_ttl} ms");
+    assert!(new_ttl > short, "the successor: {new_ttl} ms");
+    // A plain refresh through handoff's token endpoint rotates it too.
+    let r = a
+        .post_form(
+            &w.hd.url("/oauth/token"),
+            &[
+                ("grant_type", "refresh_token"),
+                ("client_id", "native-app"),
+                ("refresh_token", &new),
+            ],
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let newer = r.json()["refresh_token"].as_str().unwrap().to_string();
+    w.secrets.push(newer.clone());
+    for k in ["access_token", "id_token"] {
+        if let Some(s) = r.json()[k].as_str() {
+            w.secrets.push(s.to_string());
+        }
+    }
+    let (new_ttl, newer_ttl) = (pttl(&new), pttl(&newer));
+    assert!(0 < new_ttl && new_ttl <= short, "rotated out: {new_ttl} ms");
+    assert!(newer_ttl > short, "the successor: {newer_ttl} ms");
+    // The old token still maps to its lineage meanwhile.
+    let old_hash = handoff::secret::Secret::new(old.as_str()).hash();
+    assert!(w
+        .hd
+        .h
+        .store
+        .refresh_token_info(&old_hash)
+        .await
+        .unwrap()
+        .is_some());
+    w.assert_no_leaks();
+}

@@ -105,7 +105,12 @@ async fn a_token_is_consumed_once_then_recognised_as_a_replay() {
             "{}",
             s.name
         );
-        match s.store.consume_transfer_token(&l, t.hash()).await.unwrap() {
+        match s
+            .store
+            .consume_transfer_token(&l, t.hash(), "web-app")
+            .await
+            .unwrap()
+        {
             Consumed::Fresh {
                 ctx,
                 lineage_revoked,
@@ -115,9 +120,17 @@ async fn a_token_is_consumed_once_then_recognised_as_a_replay() {
             }
             other => panic!("{}: {other:?}", s.name),
         }
+        // The replay reports the web client of the first consumption, whatever
+        // client the replaying request names.
         assert_eq!(
-            s.store.consume_transfer_token(&l, t.hash()).await.unwrap(),
-            Consumed::Replayed { ctx: c.clone() },
+            s.store
+                .consume_transfer_token(&l, t.hash(), "other-web")
+                .await
+                .unwrap(),
+            Consumed::Replayed {
+                ctx: c.clone(),
+                first_web_client: Some("web-app".into())
+            },
             "{}",
             s.name
         );
@@ -125,7 +138,7 @@ async fn a_token_is_consumed_once_then_recognised_as_a_replay() {
         let other = TransferToken::generate(&l, 1);
         assert_eq!(
             s.store
-                .consume_transfer_token(&l, other.hash())
+                .consume_transfer_token(&l, other.hash(), "web-app")
                 .await
                 .unwrap(),
             Consumed::Unknown,
@@ -134,7 +147,7 @@ async fn a_token_is_consumed_once_then_recognised_as_a_replay() {
         );
         assert_eq!(
             s.store
-                .consume_transfer_token(&LineageId::generate(), t.hash())
+                .consume_transfer_token(&LineageId::generate(), t.hash(), "web-app")
                 .await
                 .unwrap(),
             Consumed::Unknown,
@@ -157,7 +170,10 @@ async fn parallel_consumers_see_exactly_one_fresh() {
         for _ in 0..64 {
             let (store, l, h) = (s.store.clone(), l.clone(), *t.hash());
             tasks.push(tokio::spawn(async move {
-                store.consume_transfer_token(&l, &h).await.unwrap()
+                store
+                    .consume_transfer_token(&l, &h, "web-app")
+                    .await
+                    .unwrap()
             }));
         }
         let mut fresh = 0;
@@ -196,12 +212,20 @@ async fn revoked_lineages_refuse_mints_and_flag_redemptions() {
             s.name
         );
         assert_eq!(
-            s.store.consume_transfer_token(&l, t2.hash()).await.unwrap(),
+            s.store
+                .consume_transfer_token(&l, t2.hash(), "web-app")
+                .await
+                .unwrap(),
             Consumed::Unknown,
             "{}: nothing was stored",
             s.name
         );
-        match s.store.consume_transfer_token(&l, t.hash()).await.unwrap() {
+        match s
+            .store
+            .consume_transfer_token(&l, t.hash(), "web-app")
+            .await
+            .unwrap()
+        {
             Consumed::Fresh {
                 lineage_revoked, ..
             } => assert!(lineage_revoked, "{}", s.name),
@@ -265,7 +289,10 @@ async fn every_key_expires() {
         } else {
             s.clock.advance_secs(3);
             assert_eq!(
-                s.store.consume_transfer_token(&l, t.hash()).await.unwrap(),
+                s.store
+                    .consume_transfer_token(&l, t.hash(), "web-app")
+                    .await
+                    .unwrap(),
                 Consumed::Unknown
             );
         }
@@ -319,7 +346,7 @@ async fn redis_down_is_an_error_then_recovers() {
         .unwrap();
     redis.stop();
     let e = store
-        .consume_transfer_token(&l, t.hash())
+        .consume_transfer_token(&l, t.hash(), "web-app")
         .await
         .unwrap_err();
     assert!(
@@ -348,7 +375,10 @@ async fn redis_down_is_an_error_then_recovers() {
     assert!(ok, "the store did not reconnect");
     // The server restarted empty (no persistence in the test): the token is gone, not resurrected.
     assert_eq!(
-        store.consume_transfer_token(&l, t.hash()).await.unwrap(),
+        store
+            .consume_transfer_token(&l, t.hash(), "web-app")
+            .await
+            .unwrap(),
         Consumed::Unknown
     );
 }
@@ -528,4 +558,338 @@ async fn web_sessions_bind_rotate_and_die_by_cascade() {
             s.name
         );
     }
+}
+
+/// A consumed-token marker remembers the first consumption's web client: none
+/// when it named none or one too long to keep; a replay never overwrites it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replays_report_the_first_consumptions_web_client() {
+    let long = "w".repeat(handoff::store::MAX_RECORDED_WEB_CLIENT + 1);
+    for s in subjects() {
+        for (first, recorded) in [
+            ("", None),
+            (long.as_str(), None),
+            ("web \"quoted\" \\ ü", Some("web \"quoted\" \\ ü")),
+        ] {
+            let l = LineageId::generate();
+            let (t, c) = mint(&s, &l, 60);
+            s.store
+                .record_mint(t.hash(), &c, &[], Duration::from_secs(60))
+                .await
+                .unwrap();
+            assert!(matches!(
+                s.store
+                    .consume_transfer_token(&l, t.hash(), first)
+                    .await
+                    .unwrap(),
+                Consumed::Fresh { .. }
+            ));
+            for replayer in ["web-app", "", "another"] {
+                assert_eq!(
+                    s.store
+                        .consume_transfer_token(&l, t.hash(), replayer)
+                        .await
+                        .unwrap(),
+                    Consumed::Replayed {
+                        ctx: c.clone(),
+                        first_web_client: recorded.map(str::to_string)
+                    },
+                    "{}: first {first:?}, replayed as {replayer:?}",
+                    s.name
+                );
+            }
+        }
+    }
+}
+
+/// A replay marker written before markers recorded the web client (the bare mint
+/// record) still reads as a replay, with no web client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn old_replay_markers_still_read_as_replays() {
+    let s = subjects().swap_remove(1);
+    let l = LineageId::generate();
+    let (t, c) = mint(&s, &l, 60);
+    let keys = handoff::store::Keys::new("ho");
+    let mut conn = s._redis.as_ref().unwrap().conn();
+    let record = serde_json::to_string(&c).unwrap();
+    let _: () = redis::cmd("SET")
+        .arg(keys.used(&l, t.hash()))
+        .arg(record)
+        .arg("EX")
+        .arg(60)
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(
+        s.store
+            .consume_transfer_token(&l, t.hash(), "web-app")
+            .await
+            .unwrap(),
+        Consumed::Replayed {
+            ctx: c,
+            first_web_client: None
+        }
+    );
+}
+
+/// `remember_once` is "set if absent": true once, false while remembered, true
+/// again after it expires or is forgotten (`forget_once`); and its key has a TTL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remember_once_is_set_if_absent() {
+    for s in subjects() {
+        let ttl = Duration::from_millis(1500);
+        assert!(
+            s.store.remember_once("jti-1", ttl).await.unwrap(),
+            "{}",
+            s.name
+        );
+        assert!(
+            !s.store.remember_once("jti-1", ttl).await.unwrap(),
+            "{}",
+            s.name
+        );
+        assert!(
+            s.store.remember_once("jti-2", ttl).await.unwrap(),
+            "{}",
+            s.name
+        );
+        // Forgotten (a claim released), it can be remembered again, once.
+        s.store.forget_once("jti-2").await.unwrap();
+        s.store.forget_once("never remembered").await.unwrap();
+        assert!(
+            s.store.remember_once("jti-2", ttl).await.unwrap(),
+            "{}",
+            s.name
+        );
+        assert!(
+            !s.store.remember_once("jti-2", ttl).await.unwrap(),
+            "{}",
+            s.name
+        );
+        // Parallel callers: exactly one wins.
+        let mut tasks = Vec::new();
+        for _ in 0..16 {
+            let store = s.store.clone();
+            tasks.push(tokio::spawn(async move {
+                store.remember_once("jti-race", ttl).await.unwrap()
+            }));
+        }
+        let mut wins = 0;
+        for t in tasks {
+            wins += usize::from(t.await.unwrap());
+        }
+        assert_eq!(wins, 1, "{}", s.name);
+        if let Some(r) = &s._redis {
+            let mut conn = r.conn();
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg("ho:once:*")
+                .query(&mut conn)
+                .unwrap();
+            assert_eq!(keys.len(), 3, "{}", s.name);
+            for k in keys {
+                assert!(!k.contains("jti"), "the key is a hash of the name");
+                let ttl: i64 = redis::cmd("PTTL").arg(&k).query(&mut conn).unwrap();
+                assert!(ttl > 0 && ttl <= 1500, "{k}: {ttl}");
+            }
+            tokio::time::sleep(Duration::from_millis(1600)).await;
+        } else {
+            s.clock.advance_secs(2);
+        }
+        assert!(
+            s.store.remember_once("jti-1", ttl).await.unwrap(),
+            "{}: forgotten after its TTL",
+            s.name
+        );
+    }
+}
+
+/// `expire_refresh_token` shortens a mapping's TTL, never lengthens it, never
+/// creates one; the mapping reads the same until it expires.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotated_out_refresh_mappings_expire_soon() {
+    for s in subjects() {
+        let l = LineageId::generate();
+        let (t, c) = mint(&s, &l, 60);
+        let old = SecretHash::of(b"rotated-out");
+        let new = SecretHash::of(b"successor");
+        let short = SecretHash::of(b"already short");
+        let absent = SecretHash::of(b"never recorded");
+        s.store
+            .record_mint(t.hash(), &c, &[old, new], Duration::from_secs(3600))
+            .await
+            .unwrap();
+        s.store
+            .record_refresh_token(
+                &short,
+                &handoff::store::RefreshTokenInfo::native(l.clone()),
+                Duration::from_secs(1),
+            )
+            .await
+            .unwrap();
+        let ttl = Duration::from_secs(2);
+        for h in [old, short, absent] {
+            s.store.expire_refresh_token(&h, ttl).await.unwrap();
+        }
+        assert_eq!(
+            s.store
+                .refresh_token_info(&old)
+                .await
+                .unwrap()
+                .map(|i| i.lineage),
+            Some(l.clone()),
+            "{}: still mapped until it expires",
+            s.name
+        );
+        if let Some(r) = &s._redis {
+            let keys = handoff::store::Keys::new("ho");
+            let mut conn = r.conn();
+            let pttl = |h: &SecretHash, conn: &mut redis::Connection| -> i64 {
+                redis::cmd("PTTL").arg(keys.refresh(h)).query(conn).unwrap()
+            };
+            assert!((1..=2000).contains(&pttl(&old, &mut conn)), "{}", s.name);
+            assert!(
+                (1..=1000).contains(&pttl(&short, &mut conn)),
+                "{}: never lengthened",
+                s.name
+            );
+            assert_eq!(pttl(&absent, &mut conn), -2, "{}: never created", s.name);
+            assert!(
+                pttl(&new, &mut conn) > 3_000_000,
+                "{}: the successor keeps its TTL",
+                s.name
+            );
+            tokio::time::sleep(Duration::from_millis(2100)).await;
+        } else {
+            s.clock.advance_secs(1);
+            assert_eq!(
+                s.store.refresh_token_info(&short).await.unwrap(),
+                None,
+                "never lengthened"
+            );
+            s.clock.advance_secs(1);
+        }
+        for h in [old, short, absent] {
+            assert_eq!(
+                s.store.refresh_token_info(&h).await.unwrap(),
+                None,
+                "{}",
+                s.name
+            );
+        }
+        assert!(
+            s.store.refresh_token_info(&new).await.unwrap().is_some(),
+            "{}",
+            s.name
+        );
+    }
+}
+
+/// The memory store's cap: past it, writes that add keys fail (and change
+/// nothing), nothing live is evicted, expired entries make room, and revocations
+/// and consumptions still work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_memory_store_is_capped_without_evicting() {
+    let clock = ManualClock::new();
+    let store = MemoryStore::with_max_entries(clock.clone() as SharedClock, 4);
+    let l = LineageId::generate();
+    let now = clock.now_secs();
+    let t = TransferToken::generate(&l, now + 60);
+    let c = ctx(&l, now, 60);
+    store
+        .record_mint(
+            t.hash(),
+            &c,
+            &[SecretHash::of(b"rt")],
+            Duration::from_secs(3600),
+        )
+        .await
+        .unwrap();
+    store
+        .revoke_lineage(&l, Duration::from_secs(3600))
+        .await
+        .unwrap();
+    let short = SecretHash::of(b"short-lived");
+    store
+        .record_refresh_token(
+            &short,
+            &handoff::store::RefreshTokenInfo::native(l.clone()),
+            Duration::from_secs(1),
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.len(), 4);
+    // Full: a write that adds a key fails, and writes nothing.
+    let code = SecretHash::of(b"code");
+    assert!(matches!(
+        store
+            .record_refresh_token(
+                &SecretHash::of(b"another"),
+                &handoff::store::RefreshTokenInfo::native(l.clone()),
+                Duration::from_secs(60)
+            )
+            .await,
+        Err(StoreError::Unavailable(_))
+    ));
+    assert!(store
+        .remember_once("jti", Duration::from_secs(60))
+        .await
+        .is_err());
+    let t2 = TransferToken::generate(&l, now + 60);
+    assert!(store
+        .record_mint(
+            t2.hash(),
+            &c,
+            &[SecretHash::of(b"rt2")],
+            Duration::from_secs(60)
+        )
+        .await
+        .is_err());
+    assert_eq!(
+        store
+            .refresh_token_info(&SecretHash::of(b"rt2"))
+            .await
+            .unwrap(),
+        None,
+        "all or nothing"
+    );
+    // Nothing was evicted; a consumption (one key out, one in) still works.
+    assert_eq!(store.len(), 4);
+    assert!(store.is_lineage_revoked(&l).await.unwrap());
+    assert!(matches!(
+        store
+            .consume_transfer_token(&l, t.hash(), "web-app")
+            .await
+            .unwrap(),
+        Consumed::Fresh {
+            lineage_revoked: true,
+            ..
+        }
+    ));
+    // A revocation is never refused for capacity.
+    let l2 = LineageId::generate();
+    store
+        .revoke_lineage(&l2, Duration::from_secs(3600))
+        .await
+        .unwrap();
+    assert!(store.is_lineage_revoked(&l2).await.unwrap());
+    // Expired entries make room (here: the short mapping and the consumed-token
+    // marker; the revocations went over the cap).
+    clock.advance_secs(121);
+    assert_eq!(store.refresh_token_info(&short).await.unwrap(), None);
+    store
+        .record_code(
+            &code,
+            &handoff::store::CodeRecord {
+                lineage: l.clone(),
+                sid: "s".into(),
+                session_cookie: None,
+                web_client: "web-app".into(),
+                sub: "alice".into(),
+                refresh: Default::default(),
+            },
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
+    assert!(store.is_lineage_revoked(&l).await.unwrap());
+    assert!(store.is_lineage_revoked(&l2).await.unwrap());
 }

@@ -5,6 +5,15 @@
 //! holds the one lock for its whole body, which is what makes it as atomic as the
 //! Lua scripts of the Redis store. Expired keys are dropped lazily on access and by
 //! a sweep every 1,024 writes, so memory is bounded by live state.
+//!
+//! It also has a hard cap on the number of entries ([`DEFAULT_MAX_ENTRIES`] unless
+//! configured): when the map is full even after dropping expired entries, a write
+//! that would add keys fails with a [`StoreError`] (callers fail closed: mint
+//! answers 503, redemption falls back to an ordinary login) and changes nothing.
+//! Nothing live is ever evicted to make room: revocation markers, consumed-token
+//! markers and sessions are security state. Lineage revocations are the one write
+//! the cap does not refuse: refusing one would leave the lineage's sessions alive;
+//! they are bounded by the lineages that exist (each one is revoked under one key).
 
 use super::*;
 use crate::clock::SharedClock;
@@ -17,10 +26,21 @@ struct Entry {
     expires_ms: u64,
 }
 
-#[derive(Debug, Default)]
+/// The default cap on the number of entries of the memory store (about a few
+/// hundred MB of small records at most).
+pub const DEFAULT_MAX_ENTRIES: usize = 1_000_000;
+
+/// While full, expired entries are swept at most this often (a sweep walks the
+/// whole map under the lock; a flood of refused writes must not turn into a flood
+/// of sweeps).
+const FULL_SWEEP_INTERVAL_MS: u64 = 1000;
+
+#[derive(Debug)]
 struct Map {
     entries: HashMap<String, Entry>,
     writes: u64,
+    max_entries: usize,
+    last_full_sweep_ms: Option<u64>,
 }
 
 impl Map {
@@ -38,6 +58,39 @@ impl Map {
         }
         let expires_ms = now.saturating_add(ttl.as_millis() as u64);
         self.entries.insert(key, Entry { value, expires_ms });
+    }
+
+    /// Makes sure `keys` can be written without going over the cap: counts those not
+    /// present, sweeps expired entries if they would not fit (at most once per
+    /// [`FULL_SWEEP_INTERVAL_MS`]), and refuses — before anything is written — if
+    /// they still do not. Never evicts a live entry.
+    fn room(&mut self, keys: &[&str], now: u64) -> Result<(), StoreError> {
+        let new = keys
+            .iter()
+            .filter(|k| !self.entries.contains_key(**k))
+            .count();
+        if self.entries.len() + new <= self.max_entries {
+            return Ok(());
+        }
+        let due = self
+            .last_full_sweep_ms
+            .is_none_or(|t| now.saturating_sub(t) >= FULL_SWEEP_INTERVAL_MS);
+        if due {
+            self.last_full_sweep_ms = Some(now);
+            self.entries.retain(|_, e| e.expires_ms > now);
+            let new = keys
+                .iter()
+                .filter(|k| !self.entries.contains_key(**k))
+                .count();
+            if self.entries.len() + new <= self.max_entries {
+                return Ok(());
+            }
+        }
+        Err(StoreError::Unavailable(format!(
+            "memory store full ({} entries, max_entries = {})",
+            self.entries.len(),
+            self.max_entries
+        )))
     }
 
     /// Removes a live key, returning its value and remaining TTL.
@@ -68,10 +121,21 @@ pub struct MemoryStore {
 }
 
 impl MemoryStore {
-    /// An empty store reading time from `clock`.
+    /// An empty store reading time from `clock`, capped at [`DEFAULT_MAX_ENTRIES`].
     pub fn new(clock: SharedClock) -> Self {
+        Self::with_max_entries(clock, DEFAULT_MAX_ENTRIES)
+    }
+
+    /// An empty store reading time from `clock` that holds at most `max_entries`
+    /// entries (at least 1): past that, writes that would add keys fail.
+    pub fn with_max_entries(clock: SharedClock, max_entries: usize) -> Self {
         MemoryStore {
-            map: Mutex::new(Map::default()),
+            map: Mutex::new(Map {
+                entries: HashMap::new(),
+                writes: 0,
+                max_entries: max_entries.max(1),
+                last_full_sweep_ms: None,
+            }),
             keys: Keys::new("ho"),
             clock,
         }
@@ -123,22 +187,25 @@ impl Store for MemoryStore {
     ) -> Result<MintWrite, StoreError> {
         let now = self.clock.now_ms();
         let mut m = self.lock();
+        let stt_key = self.keys.stt(&ctx.lineage, stt);
+        let rt_keys: Vec<String> = refresh_tokens
+            .iter()
+            .map(|rt| self.keys.refresh(rt))
+            .collect();
+        let mut all: Vec<&str> = rt_keys.iter().map(String::as_str).collect();
+        all.push(&stt_key);
+        m.room(&all, now)?;
         let info = encode(&RefreshTokenInfo {
             native_client: Some(ctx.native_client_id.clone()),
             ..RefreshTokenInfo::native(ctx.lineage.clone())
         });
-        for rt in refresh_tokens {
-            m.set(self.keys.refresh(rt), info.clone(), now, refresh_ttl);
+        for k in rt_keys {
+            m.set(k, info.clone(), now, refresh_ttl);
         }
         if m.get(&self.keys.revoked(&ctx.lineage), now).is_some() {
             return Ok(MintWrite::LineageRevoked);
         }
-        m.set(
-            self.keys.stt(&ctx.lineage, stt),
-            encode(ctx),
-            now,
-            ttl_until(now, ctx.exp),
-        );
+        m.set(stt_key, encode(ctx), now, ttl_until(now, ctx.exp));
         Ok(MintWrite::Stored)
     }
 
@@ -146,14 +213,16 @@ impl Store for MemoryStore {
         &self,
         lineage: &LineageId,
         stt: &SecretHash,
+        web_client: &str,
     ) -> Result<Consumed, StoreError> {
         let now = self.clock.now_ms();
         let mut m = self.lock();
         let revoked = m.get(&self.keys.revoked(lineage), now).is_some();
+        // Taking the token frees the entry its marker then takes: never over the cap.
         if let Some((v, remaining)) = m.take(&self.keys.stt(lineage, stt), now) {
             m.set(
                 self.keys.used(lineage, stt),
-                v.clone(),
+                encode_used(&v, web_client),
                 now,
                 remaining + REPLAY_MEMORY,
             );
@@ -164,9 +233,13 @@ impl Store for MemoryStore {
             });
         }
         match m.get(&self.keys.used(lineage, stt), now) {
-            Some(v) => Ok(Consumed::Replayed {
-                ctx: decode_mint(lineage, v.as_bytes())?,
-            }),
+            Some(v) => {
+                let (ctx, first_web_client) = decode_used(lineage, v.as_bytes())?;
+                Ok(Consumed::Replayed {
+                    ctx,
+                    first_web_client,
+                })
+            }
             None => Ok(Consumed::Unknown),
         }
     }
@@ -178,6 +251,7 @@ impl Store for MemoryStore {
     ) -> Result<usize, StoreError> {
         let now = self.clock.now_ms();
         let mut m = self.lock();
+        // Never refused for capacity (see the module doc).
         m.set(self.keys.revoked(lineage), "1".into(), now, ttl);
         let members = m
             .get(&self.keys.lineage_sessions(lineage), now)
@@ -237,7 +311,10 @@ impl Store for MemoryStore {
         ttl: Duration,
     ) -> Result<(), StoreError> {
         let now = self.clock.now_ms();
-        self.lock().set(self.keys.code(code), encode(rec), now, ttl);
+        let key = self.keys.code(code);
+        let mut m = self.lock();
+        m.room(&[&key], now)?;
+        m.set(key, encode(rec), now, ttl);
         Ok(())
     }
 
@@ -255,8 +332,10 @@ impl Store for MemoryStore {
         ttl: Duration,
     ) -> Result<(), StoreError> {
         let now = self.clock.now_ms();
-        self.lock()
-            .set(self.keys.refresh(token), encode(info), now, ttl);
+        let key = self.keys.refresh(token);
+        let mut m = self.lock();
+        m.room(&[&key], now)?;
+        m.set(key, encode(info), now, ttl);
         Ok(())
     }
 
@@ -267,8 +346,10 @@ impl Store for MemoryStore {
         ttl: Duration,
     ) -> Result<(), StoreError> {
         let now = self.clock.now_ms();
-        self.lock()
-            .set(self.keys.idp_sid(idp_sid), encode(link), now, ttl);
+        let key = self.keys.idp_sid(idp_sid);
+        let mut m = self.lock();
+        m.room(&[&key], now)?;
+        m.set(key, encode(link), now, ttl);
         Ok(())
     }
 
@@ -305,6 +386,7 @@ impl Store for MemoryStore {
             return Ok(false);
         }
         let key = self.keys.tx(lineage, txid);
+        m.room(&[&key], now)?;
         let n = m
             .get(&key, now)
             .and_then(|v| v.parse::<u32>().ok())
@@ -330,6 +412,15 @@ impl Store for MemoryStore {
         if m.get(&self.keys.revoked(l), now).is_some() {
             return Ok(BindOutcome::LineageRevoked);
         }
+        let keys = [
+            self.keys.tx(l, txid.unwrap_or("-")),
+            self.keys.lineage_sessions(l),
+            self.keys.subject(&session.sub),
+            self.keys.cookie(cookie),
+        ];
+        let n = if txid.is_some() { 0 } else { 1 };
+        let wanted: Vec<&str> = keys[n..].iter().map(String::as_str).collect();
+        m.room(&wanted, now)?;
         if let Some(txid) = txid {
             m.set(
                 self.keys.tx(l, txid),
@@ -404,6 +495,40 @@ impl Store for MemoryStore {
                         .replacen(UNMOVED_MARK, &format!("\"moved_to\":\"{}\"", new.hex()), 1);
             }
         }
+        Ok(())
+    }
+
+    async fn expire_refresh_token(
+        &self,
+        token: &SecretHash,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let now = self.clock.now_ms();
+        let mut m = self.lock();
+        let key = self.keys.refresh(token);
+        if m.get(&key, now).is_some() {
+            if let Some(e) = m.entries.get_mut(&key) {
+                e.expires_ms = e.expires_ms.min(now.saturating_add(ttl.as_millis() as u64));
+            }
+        }
+        Ok(())
+    }
+
+    async fn remember_once(&self, name: &str, ttl: Duration) -> Result<bool, StoreError> {
+        let now = self.clock.now_ms();
+        let key = self.keys.once(name);
+        let mut m = self.lock();
+        if m.get(&key, now).is_some() {
+            return Ok(false);
+        }
+        m.room(&[&key], now)?;
+        m.set(key, "1".into(), now, ttl);
+        Ok(true)
+    }
+
+    async fn forget_once(&self, name: &str) -> Result<(), StoreError> {
+        let key = self.keys.once(name);
+        self.lock().entries.remove(&key);
         Ok(())
     }
 

@@ -237,9 +237,60 @@ pub enum Consumed {
     Replayed {
         /// What the mint recorded.
         ctx: MintContext,
+        /// The web client (`client_id`) the token was first presented for, as the
+        /// first consumption recorded it; `None` when that presentation named none
+        /// (or one too long to keep), or the marker predates this record. Replay
+        /// policy reads this, never the replaying request's `client_id`.
+        first_web_client: Option<String>,
     },
     /// Never minted, or expired and gone.
     Unknown,
+}
+
+/// The longest web client id a consumed-token marker keeps; a longer one (it came
+/// from the request, so its length is the presenter's choice) is kept as `None`.
+pub const MAX_RECORDED_WEB_CLIENT: usize = 256;
+
+/// A consumed-token marker: the mint record and the web client of the first
+/// consumption. Written as `{"w":<web client or null>,"m":<mint record>}` (the
+/// Redis script builds it by concatenation, without decoding the record).
+#[derive(Deserialize)]
+struct UsedMarker {
+    #[serde(default)]
+    w: Option<String>,
+    m: MintContext,
+}
+
+/// The `"w"` field of a consumed-token marker for a presentation naming `web_client`.
+fn used_web_client_json(web_client: &str) -> String {
+    let kept = (!web_client.is_empty() && web_client.len() <= MAX_RECORDED_WEB_CLIENT)
+        .then_some(web_client);
+    serde_json::to_string(&kept).expect("strings always serialize")
+}
+
+/// The consumed-token marker for mint record `record` first presented for `web_client`.
+fn encode_used(record: &str, web_client: &str) -> String {
+    format!(
+        "{{\"w\":{},\"m\":{}}}",
+        used_web_client_json(web_client),
+        record
+    )
+}
+
+/// Decodes a consumed-token marker read under `lineage`'s key. A marker written
+/// before markers recorded the web client is the bare mint record.
+fn decode_used(
+    lineage: &LineageId,
+    bytes: &[u8],
+) -> Result<(MintContext, Option<String>), StoreError> {
+    match serde_json::from_slice::<UsedMarker>(bytes) {
+        Ok(u) => {
+            let mut ctx = u.m;
+            ctx.lineage = lineage.clone();
+            Ok((ctx, u.w))
+        }
+        Err(_) => Ok((decode_mint(lineage, bytes)?, None)),
+    }
 }
 
 /// A store failure. Carries no key material beyond hash prefixes.
@@ -264,6 +315,16 @@ impl fmt::Display for StoreError {
 }
 
 impl std::error::Error for StoreError {}
+
+/// How long a rotated-out refresh token's mapping ([`Keys::refresh`]) lives once its
+/// successor has been recorded ([`Store::expire_refresh_token`]), instead of the
+/// whole lineage lifetime: each rotation would otherwise leave one more 90-day key,
+/// and a chain of rotations grows the store without bound in practice. One hour
+/// is far longer than any IdP's rotation grace window (Auth0's reuse interval is
+/// seconds to minutes) and a native app's retry after a lost response, during which
+/// the old token may still be presented and must still map to its lineage; after it,
+/// an IdP that rotates refuses the old token anyway.
+pub const ROTATED_REFRESH_TTL: Duration = Duration::from_secs(3600);
 
 /// How long a consumed-token marker outlives the token, so that a replay shortly
 /// after expiry is still recognised as one.
@@ -290,13 +351,17 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         refresh_ttl: Duration,
     ) -> Result<MintWrite, StoreError>;
 
-    /// Consumes the STT with hash `stt` of lineage `lineage`: atomically removes it,
-    /// leaves a replay marker, and reports whether the lineage is revoked. A token
-    /// succeeds at most once, across any number of callers and instances.
+    /// Consumes the STT with hash `stt` of lineage `lineage`, presented for
+    /// `web_client` (the request's `client_id`, empty if none): atomically removes
+    /// it, leaves a replay marker that remembers `web_client`, and reports whether
+    /// the lineage is revoked. A token succeeds at most once, across any number of
+    /// callers and instances. A replay reports the web client of the *first*
+    /// consumption ([`Consumed::Replayed`]); the replaying `web_client` is ignored.
     async fn consume_transfer_token(
         &self,
         lineage: &LineageId,
         stt: &SecretHash,
+        web_client: &str,
     ) -> Result<Consumed, StoreError>;
 
     /// Revokes a lineage for `ttl` (SPEC §2.6 cascade): marks it revoked (no more
@@ -405,6 +470,26 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         session: &WebSession,
     ) -> Result<(), StoreError>;
 
+    /// Shortens the life of refresh token `token`'s mapping to at most `ttl` (never
+    /// lengthens it; a mapping that is gone stays gone). Called for the rotated-out
+    /// token when a rotation is recorded, so rotation chains do not pile up
+    /// [`Keys::refresh`] entries for the whole lineage lifetime.
+    async fn expire_refresh_token(
+        &self,
+        token: &SecretHash,
+        ttl: Duration,
+    ) -> Result<(), StoreError>;
+
+    /// Remembers `name` for `ttl`, atomically "set if absent": `true` the first time,
+    /// `false` while it is still remembered (a replay). Across instances (Redis
+    /// `SET NX PX`). The key is a hash of `name` ([`Keys::once`]).
+    async fn remember_once(&self, name: &str, ttl: Duration) -> Result<bool, StoreError>;
+
+    /// Forgets `name` (remembered by [`Store::remember_once`]), so that it can be
+    /// remembered again: for a caller that claimed it and whose work under the
+    /// claim then failed, so that a retry is not taken for a replay.
+    async fn forget_once(&self, name: &str) -> Result<(), StoreError>;
+
     /// A cheap round trip, for readiness.
     async fn ping(&self) -> Result<(), StoreError>;
 }
@@ -494,6 +579,16 @@ impl Keys {
     /// The pub/sub channel revocations are announced on.
     pub fn revocations_channel(&self) -> String {
         format!("{}:revocations", self.prefix)
+    }
+
+    /// `ho:once:<hash of name>` — a name remembered by [`Store::remember_once`]
+    /// (e.g. a back-channel logout token's `jti`).
+    pub fn once(&self, name: &str) -> String {
+        format!(
+            "{}:once:{}",
+            self.prefix,
+            SecretHash::of(name.as_bytes()).hex()
+        )
     }
 
     /// `ho:rt:<hash>` — a refresh token's lineage and kind.

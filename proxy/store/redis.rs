@@ -35,7 +35,9 @@ return 1
 /// Consumes an STT: GET + DEL, leave a replay marker that lives as long as the
 /// token would have plus the replay memory, and report the lineage's revocation.
 /// Because it is one script, two redemptions of one token can never both see it.
-/// KEYS: stt, used, revoked. ARGV: replay memory in ms.
+/// The marker is `{"w":<web client>,"m":<record>}`: it remembers the web client of
+/// this first consumption, which is what a replay's policy is read from.
+/// KEYS: stt, used, revoked. ARGV: replay memory in ms, web client as JSON.
 const CONSUME: &str = r#"
 local revoked = redis.call('EXISTS', KEYS[3])
 local v = redis.call('GET', KEYS[1])
@@ -43,7 +45,7 @@ if v then
   local pttl = redis.call('PTTL', KEYS[1])
   if pttl < 0 then pttl = 0 end
   redis.call('DEL', KEYS[1])
-  redis.call('SET', KEYS[2], v, 'PX', pttl + tonumber(ARGV[1]))
+  redis.call('SET', KEYS[2], '{"w":' .. ARGV[2] .. ',"m":' .. v .. '}', 'PX', pttl + tonumber(ARGV[1]))
   return {1, v, revoked}
 end
 local u = redis.call('GET', KEYS[2])
@@ -101,6 +103,15 @@ redis.call('SET', KEYS[1], t, 'KEEPTTL')
 return 1
 "#;
 
+/// Shortens a key's TTL to at most ARGV[1] ms, never lengthening it, never
+/// creating the key. KEYS: rt. ARGV: ttl ms.
+const SHORTEN_TTL: &str = r#"
+local t = redis.call('PTTL', KEYS[1])
+if t == -2 then return 0 end
+if t < 0 or t > tonumber(ARGV[1]) then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+return 1
+"#;
+
 /// The lineage-slot half of a cascade: mark revoked, return the bound cookie
 /// hashes. KEYS: revoked, sess. ARGV: ttl s.
 const REVOKE_LINEAGE: &str = r#"
@@ -134,6 +145,7 @@ pub struct RedisStore {
     revoke_session: Script,
     revoke_lineage: Script,
     move_session: Script,
+    shorten_ttl: Script,
     source: Source,
     _health: Health,
 }
@@ -497,6 +509,7 @@ impl RedisStore {
             revoke_session: Script::new(REVOKE_SESSION),
             revoke_lineage: Script::new(REVOKE_LINEAGE),
             move_session: Script::new(MOVE_SESSION),
+            shorten_ttl: Script::new(SHORTEN_TTL),
             source,
             _health,
         }
@@ -611,6 +624,7 @@ impl Store for RedisStore {
         &self,
         lineage: &LineageId,
         stt: &SecretHash,
+        web_client: &str,
     ) -> Result<Consumed, StoreError> {
         // Not idempotent: retried only when Redis cannot have applied it.
         let mut c = self.conn.clone();
@@ -621,6 +635,7 @@ impl Store for RedisStore {
                     .key(self.keys.used(lineage, stt))
                     .key(self.keys.revoked(lineage))
                     .arg(REPLAY_MEMORY.as_millis() as u64)
+                    .arg(used_web_client_json(web_client))
                     .invoke_async(&mut c),
             )
             .await?;
@@ -629,9 +644,13 @@ impl Store for RedisStore {
                 ctx: decode_mint(lineage, value.as_bytes())?,
                 lineage_revoked: revoked == 1,
             },
-            2 => Consumed::Replayed {
-                ctx: decode_mint(lineage, value.as_bytes())?,
-            },
+            2 => {
+                let (ctx, first_web_client) = decode_used(lineage, value.as_bytes())?;
+                Consumed::Replayed {
+                    ctx,
+                    first_web_client,
+                }
+            }
             _ => Consumed::Unknown,
         })
     }
@@ -932,6 +951,45 @@ impl Store for RedisStore {
                     .invoke_async(&mut c),
             )
             .await?;
+        Ok(())
+    }
+
+    async fn expire_refresh_token(
+        &self,
+        token: &SecretHash,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let mut c = self.conn.clone();
+        let _: i64 = self
+            .run(
+                self.shorten_ttl
+                    .key(self.keys.refresh(token))
+                    .arg((ttl.as_millis() as u64).max(1))
+                    .invoke_async(&mut c),
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn remember_once(&self, name: &str, ttl: Duration) -> Result<bool, StoreError> {
+        let mut c = self.conn.clone();
+        let set: Option<String> = self
+            .run(
+                ::redis::cmd("SET")
+                    .arg(self.keys.once(name))
+                    .arg("1")
+                    .arg("NX")
+                    .arg("PX")
+                    .arg((ttl.as_millis() as u64).max(1))
+                    .query_async(&mut c),
+            )
+            .await?;
+        Ok(set.is_some())
+    }
+
+    async fn forget_once(&self, name: &str) -> Result<(), StoreError> {
+        let mut c = self.conn.clone();
+        let _: i64 = self.run(c.del(self.keys.once(name))).await?;
         Ok(())
     }
 
