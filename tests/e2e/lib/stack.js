@@ -253,6 +253,12 @@ timeout = "5s"
 kind = "redis"
 url = "redis://127.0.0.1:${redisPort}"
 
+# Every test mints from 127.0.0.1 (one network) and some from one native login
+# dozens of times: the limits are tested in tests/hardening.rs, not here.
+[mint.rate_limit]
+network = { per_minute = 0 }
+lineage = { per_minute = 0 }
+
 [assertion]
 issuer = "handoff"
 audience = "${origin}"
