@@ -41,6 +41,11 @@ struct Map {
     writes: u64,
     max_entries: usize,
     last_full_sweep_ms: Option<u64>,
+    /// The schedule of withheld refresh tokens (Redis: the sorted set
+    /// [`Keys::withheld_due`]): (due, lineage) in due order, and each lineage's due.
+    /// Bounded by the lineages holding withheld tokens; an entry leaves when claimed.
+    withheld_due: std::collections::BTreeSet<(u64, String)>,
+    withheld_due_of: HashMap<String, u64>,
 }
 
 impl Map {
@@ -135,6 +140,8 @@ impl MemoryStore {
                 writes: 0,
                 max_entries: max_entries.max(1),
                 last_full_sweep_ms: None,
+                withheld_due: Default::default(),
+                withheld_due_of: HashMap::new(),
             }),
             keys: Keys::new("ho"),
             clock,
@@ -530,6 +537,105 @@ impl Store for MemoryStore {
         let key = self.keys.once(name);
         self.lock().entries.remove(&key);
         Ok(())
+    }
+
+    async fn hold_withheld(
+        &self,
+        lineage: &LineageId,
+        token: &SecretHash,
+        rec: &WithheldToken,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let now = self.clock.now_ms();
+        let key = self.keys.withheld(lineage);
+        let mut m = self.lock();
+        m.room(&[&key], now)?;
+        let (mut all, left) = match m.take(&key, now) {
+            Some((v, left)) => (
+                decode::<HashMap<String, WithheldToken>>("withheld tokens", v.as_bytes())?,
+                left,
+            ),
+            None => (HashMap::new(), Duration::ZERO),
+        };
+        all.insert(token.hex(), rec.clone());
+        m.set(key, encode(&all), now, ttl.max(left));
+        Ok(())
+    }
+
+    async fn withheld_tokens(
+        &self,
+        lineage: &LineageId,
+    ) -> Result<Vec<(SecretHash, WithheldToken)>, StoreError> {
+        let now = self.clock.now_ms();
+        let mut m = self.lock();
+        let Some(v) = m.get(&self.keys.withheld(lineage), now) else {
+            return Ok(Vec::new());
+        };
+        let all: HashMap<String, WithheldToken> = decode("withheld tokens", v.as_bytes())?;
+        Ok(all
+            .into_iter()
+            .filter_map(|(h, r)| SecretHash::from_hex(&h).map(|h| (h, r)))
+            .collect())
+    }
+
+    async fn drop_withheld(
+        &self,
+        lineage: &LineageId,
+        token: &SecretHash,
+    ) -> Result<(), StoreError> {
+        let now = self.clock.now_ms();
+        let key = self.keys.withheld(lineage);
+        let mut m = self.lock();
+        let Some((v, left)) = m.take(&key, now) else {
+            return Ok(());
+        };
+        let mut all: HashMap<String, WithheldToken> = decode("withheld tokens", v.as_bytes())?;
+        all.remove(&token.hex());
+        if !all.is_empty() {
+            m.set(key, encode(&all), now, left);
+        }
+        Ok(())
+    }
+
+    async fn schedule_withheld(
+        &self,
+        lineage: &LineageId,
+        due_secs: u64,
+    ) -> Result<(), StoreError> {
+        let mut m = self.lock();
+        let l = lineage.as_str().to_string();
+        match m.withheld_due_of.get(&l).copied() {
+            Some(d) if d <= due_secs => {}
+            old => {
+                if let Some(d) = old {
+                    m.withheld_due.remove(&(d, l.clone()));
+                }
+                m.withheld_due.insert((due_secs, l.clone()));
+                m.withheld_due_of.insert(l, due_secs);
+            }
+        }
+        Ok(())
+    }
+
+    async fn claim_withheld_due(
+        &self,
+        now_secs: u64,
+        max: usize,
+    ) -> Result<Vec<LineageId>, StoreError> {
+        let mut m = self.lock();
+        let mut out = Vec::new();
+        while out.len() < max {
+            let Some((d, l)) = m.withheld_due.first().cloned() else {
+                break;
+            };
+            if d > now_secs {
+                break;
+            }
+            m.withheld_due.remove(&(d, l.clone()));
+            m.withheld_due_of.remove(&l);
+            out.extend(LineageId::parse(&l));
+        }
+        Ok(out)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -214,6 +214,29 @@ pub struct SessionLink {
     pub session_cookie: String,
 }
 
+/// A refresh token handoff withheld from a web app (SPEC §2.5), kept until its web
+/// session ends so that it can be revoked at the IdP then (revoking it at login
+/// would take the web app's access token with it: RFC 7009 §2.1 lets the IdP revoke
+/// the whole grant, and oidc-provider does). Stored under its lineage
+/// ([`Keys::withheld`]), keyed by the token's hash; the token itself only sealed
+/// (AEAD under a key derived from handoff's secret material, see
+/// [`crate::withheld`]), never in the clear.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WithheldToken {
+    /// handoff's web session id.
+    #[serde(rename = "s")]
+    pub sid: String,
+    /// Hash (hex) of the IdP session cookie the session was bound to at the exchange.
+    #[serde(rename = "c")]
+    pub session_cookie: String,
+    /// The web client it was issued to (whose credentials revoke it).
+    #[serde(rename = "w")]
+    pub web_client: String,
+    /// The token, sealed.
+    #[serde(rename = "t")]
+    pub sealed: String,
+}
+
 /// Result of [`Store::record_mint`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MintWrite {
@@ -490,6 +513,45 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// claim then failed, so that a retry is not taken for a replay.
     async fn forget_once(&self, name: &str) -> Result<(), StoreError>;
 
+    /// Keeps a withheld refresh token (with hash `token`) of `lineage` until its
+    /// session ends; the lineage's record lives at least `ttl` from now.
+    async fn hold_withheld(
+        &self,
+        lineage: &LineageId,
+        token: &SecretHash,
+        rec: &WithheldToken,
+        ttl: Duration,
+    ) -> Result<(), StoreError>;
+
+    /// The withheld refresh tokens a lineage still holds.
+    async fn withheld_tokens(
+        &self,
+        lineage: &LineageId,
+    ) -> Result<Vec<(SecretHash, WithheldToken)>, StoreError>;
+
+    /// Forgets a withheld refresh token (it was revoked at the IdP).
+    async fn drop_withheld(
+        &self,
+        lineage: &LineageId,
+        token: &SecretHash,
+    ) -> Result<(), StoreError>;
+
+    /// Asks for `lineage`'s withheld tokens to be looked at again at `due_secs`
+    /// (Unix seconds), or earlier if it is already due earlier: a due time is only
+    /// ever brought forward, never pushed back (an early look costs one read; a late
+    /// one would keep a dead session's token alive at the IdP).
+    async fn schedule_withheld(&self, lineage: &LineageId, due_secs: u64)
+        -> Result<(), StoreError>;
+
+    /// Claims up to `max` lineages due by `now_secs` and removes them from the
+    /// schedule, atomically: across instances, each due entry is claimed once.
+    /// The claimer schedules again what it does not finish.
+    async fn claim_withheld_due(
+        &self,
+        now_secs: u64,
+        max: usize,
+    ) -> Result<Vec<LineageId>, StoreError>;
+
     /// A cheap round trip, for readiness.
     async fn ping(&self) -> Result<(), StoreError>;
 }
@@ -589,6 +651,19 @@ impl Keys {
             self.prefix,
             SecretHash::of(name.as_bytes()).hex()
         )
+    }
+
+    /// `ho:{L}:wh` — the lineage's withheld refresh tokens, sealed (a hash: token
+    /// hash (hex) → [`WithheldToken`]).
+    pub fn withheld(&self, l: &LineageId) -> String {
+        format!("{}:{{{}}}:wh", self.prefix, l.as_str())
+    }
+
+    /// `ho:whdue` — when each lineage's withheld tokens are next looked at (a
+    /// sorted set: lineage → Unix seconds). One key per deployment (on Redis
+    /// Cluster it lives on one shard; each instance reads it once per sweep).
+    pub fn withheld_due(&self) -> String {
+        format!("{}:whdue", self.prefix)
     }
 
     /// `ho:rt:<hash>` — a refresh token's lineage and kind.

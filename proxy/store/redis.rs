@@ -112,6 +112,31 @@ if t < 0 or t > tonumber(ARGV[1]) then redis.call('PEXPIRE', KEYS[1], ARGV[1]) e
 return 1
 "#;
 
+/// Keeps a withheld refresh token; the hash lives at least ARGV[3] ms.
+/// KEYS: wh. ARGV: field, record, ttl ms.
+const HOLD_WITHHELD: &str = r#"
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[3]) then redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
+return 1
+"#;
+
+/// Schedules a lineage's withheld tokens, only ever bringing the due time forward.
+/// KEYS: whdue. ARGV: lineage, due s, index ttl ms.
+const SCHEDULE_WITHHELD: &str = r#"
+local d = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if (not d) or tonumber(d) > tonumber(ARGV[2]) then redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1]) end
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return 1
+"#;
+
+/// Claims the due lineages (read and removed in one step: one claimer each).
+/// KEYS: whdue. ARGV: now s, max.
+const CLAIM_WITHHELD: &str = r#"
+local m = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
+if #m > 0 then redis.call('ZREM', KEYS[1], unpack(m)) end
+return m
+"#;
+
 /// The lineage-slot half of a cascade: mark revoked, return the bound cookie
 /// hashes. KEYS: revoked, sess. ARGV: ttl s.
 const REVOKE_LINEAGE: &str = r#"
@@ -146,6 +171,9 @@ pub struct RedisStore {
     revoke_lineage: Script,
     move_session: Script,
     shorten_ttl: Script,
+    hold_withheld: Script,
+    schedule_withheld: Script,
+    claim_withheld: Script,
     source: Source,
     _health: Health,
 }
@@ -510,6 +538,9 @@ impl RedisStore {
             revoke_lineage: Script::new(REVOKE_LINEAGE),
             move_session: Script::new(MOVE_SESSION),
             shorten_ttl: Script::new(SHORTEN_TTL),
+            hold_withheld: Script::new(HOLD_WITHHELD),
+            schedule_withheld: Script::new(SCHEDULE_WITHHELD),
+            claim_withheld: Script::new(CLAIM_WITHHELD),
             source,
             _health,
         }
@@ -991,6 +1022,93 @@ impl Store for RedisStore {
         let mut c = self.conn.clone();
         let _: i64 = self.run(c.del(self.keys.once(name))).await?;
         Ok(())
+    }
+
+    async fn hold_withheld(
+        &self,
+        lineage: &LineageId,
+        token: &SecretHash,
+        rec: &WithheldToken,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let mut c = self.conn.idempotent();
+        let _: i64 = self
+            .run(
+                self.hold_withheld
+                    .key(self.keys.withheld(lineage))
+                    .arg(token.hex())
+                    .arg(encode(rec))
+                    .arg((ttl.as_millis() as u64).max(1))
+                    .invoke_async(&mut c),
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn withheld_tokens(
+        &self,
+        lineage: &LineageId,
+    ) -> Result<Vec<(SecretHash, WithheldToken)>, StoreError> {
+        let mut c = self.conn.idempotent();
+        let all: std::collections::HashMap<String, String> =
+            self.run(c.hgetall(self.keys.withheld(lineage))).await?;
+        let mut out = Vec::new();
+        for (h, v) in all {
+            if let Some(h) = SecretHash::from_hex(&h) {
+                out.push((h, decode("withheld token", v.as_bytes())?));
+            }
+        }
+        Ok(out)
+    }
+
+    async fn drop_withheld(
+        &self,
+        lineage: &LineageId,
+        token: &SecretHash,
+    ) -> Result<(), StoreError> {
+        let mut c = self.conn.idempotent();
+        let _: i64 = self
+            .run(c.hdel(self.keys.withheld(lineage), token.hex()))
+            .await?;
+        Ok(())
+    }
+
+    async fn schedule_withheld(
+        &self,
+        lineage: &LineageId,
+        due_secs: u64,
+    ) -> Result<(), StoreError> {
+        let mut c = self.conn.idempotent();
+        let _: i64 = self
+            .run(
+                self.schedule_withheld
+                    .key(self.keys.withheld_due())
+                    .arg(lineage.as_str())
+                    .arg(due_secs)
+                    .arg(INDEX_TTL.as_millis() as u64)
+                    .invoke_async(&mut c),
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn claim_withheld_due(
+        &self,
+        now_secs: u64,
+        max: usize,
+    ) -> Result<Vec<LineageId>, StoreError> {
+        // Not idempotent: retried only when Redis cannot have applied it.
+        let mut c = self.conn.clone();
+        let claimed: Vec<String> = self
+            .run(
+                self.claim_withheld
+                    .key(self.keys.withheld_due())
+                    .arg(now_secs)
+                    .arg(max.max(1))
+                    .invoke_async(&mut c),
+            )
+            .await?;
+        Ok(claimed.iter().filter_map(|l| LineageId::parse(l)).collect())
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
