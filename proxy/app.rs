@@ -38,6 +38,10 @@ pub struct Handoff {
     pub signer: Signer,
     /// Seals login-transaction cookies.
     pub tx_key: TxKey,
+    /// Seals withheld refresh tokens (derived from `tx_key`; see [`crate::withheld`]).
+    pub seal_key: crate::withheld::SealKey,
+    /// Wakes the withheld-token sweeper (a session ended by revocation).
+    pub withheld_wake: Arc<tokio::sync::Notify>,
     /// Recently read web-session states (forgotten on every revocation announced).
     pub sessions: Arc<SessionCache>,
     /// The public JWKS, serialized once.
@@ -246,6 +250,8 @@ impl Handoff {
             }),
             policy: ArcSwap::from_pointee(policy),
             signer,
+            seal_key: crate::withheld::SealKey::derive(&tx_key),
+            withheld_wake: Arc::new(tokio::sync::Notify::new()),
             tx_key,
             sessions: sessions.clone(),
             jwks_json,

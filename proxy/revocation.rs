@@ -1,9 +1,10 @@
 //! Revocation (SPEC §2.6): ending what came out of a native refresh token.
 //!
-//! Every revocation goes through here so that each one does the same three things:
+//! Every revocation goes through here so that each one does the same four things:
 //! change the store (lineage marker, session tombstones), forget the local cache,
-//! and announce it to the other instances over pub/sub, whose caches then forget
-//! too. The cache's own freshness bound (`session.cache_ttl`, ≤ 1 s) is the
+//! announce it to the other instances over pub/sub, whose caches then forget
+//! too, and schedule the revocation at the IdP of the refresh tokens handoff
+//! withheld from the ended sessions ([`crate::withheld`]). The cache's own freshness bound (`session.cache_ttl`, ≤ 1 s) is the
 //! backstop when an announcement is lost.
 
 use crate::app::{Handoff, LINEAGE_TTL};
@@ -33,6 +34,7 @@ pub async fn revoke_lineage(
         .inc();
     tracing::warn!(%lineage, sessions = ended, why, "lineage revoked");
     announce(h).await;
+    crate::withheld::session_ended(h, lineage).await;
     Ok(ended)
 }
 
@@ -56,6 +58,7 @@ pub async fn revoke_session(
             .inc();
         tracing::warn!(%lineage, sid, why, "web session revoked");
         announce(h).await;
+        crate::withheld::session_ended(h, lineage).await;
     }
     Ok(found)
 }
@@ -80,6 +83,7 @@ pub async fn revoke_cookie(
         .inc();
     tracing::warn!(lineage = %s.lineage, sid = %s.sid, why, "web session revoked");
     announce(h).await;
+    crate::withheld::session_ended(h, &s.lineage).await;
     Ok(true)
 }
 
@@ -92,7 +96,9 @@ pub async fn revoke_subject(
     why: &'static str,
 ) -> Result<usize, StoreError> {
     let mut ended = 0;
-    for l in h.store.subject_lineages(sub).await? {
+    let all = h.store.subject_lineages(sub).await?;
+    for l in &all {
+        let l = l.clone();
         if lineages {
             ended += h.store.revoke_lineage(&l, LINEAGE_TTL).await?;
         } else {
@@ -110,5 +116,8 @@ pub async fn revoke_subject(
         .inc();
     tracing::warn!(sessions = ended, why, "subject's transfer sessions revoked");
     announce(h).await;
+    for l in &all {
+        crate::withheld::session_ended(h, l).await;
+    }
     Ok(ended)
 }

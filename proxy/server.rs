@@ -30,6 +30,7 @@ pub fn build(h: Arc<Handoff>, opt: Option<Opt>) -> Result<Server, String> {
         }
     }
     h.watch_rules();
+    crate::withheld::start(&h);
     let mut server = Server::new_with_opt_and_conf(opt, conf);
     server.bootstrap();
 

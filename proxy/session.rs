@@ -356,6 +356,7 @@ pub async fn revoke(
     if let Err(e) = h.store.publish_revocation().await {
         tracing::warn!(error = %e, "could not announce a revocation");
     }
+    crate::withheld::session_ended(h, &s.lineage).await;
     Ok(())
 }
 

@@ -7,8 +7,9 @@
 //! - an `authorization_code` grant for a code the IdP issued inside a transfer
 //!   session (the gateway recorded it from the redirect's `Location`): with
 //!   `allow_refresh_token = false` the `refresh_token` is removed from the answer
-//!   (and revoked at the IdP when the web client's credentials are configured; it
-//!   is denied here either way); otherwise it is recorded — bound to the web session
+//!   (and, when the web client's credentials are configured, kept sealed and
+//!   revoked at the IdP once the web session ends — [`crate::withheld`]; it is
+//!   denied here either way); otherwise it is recorded — bound to the web session
 //!   when `enforce_online_refresh_tokens`;
 //! - a `refresh_token` grant with a web token handoff knows: refused with
 //!   `invalid_grant` once it is denied, its lineage revoked, or its session dead;
@@ -220,6 +221,15 @@ async fn code_grant(h: &Handoff, params: &TokenParams, code: &str, f: &Forward<'
             {
                 tracing::error!(error = %e, sid = %rec.sid, "could not revoke a session bound to the wrong subject");
             }
+            // Nobody gets this answer: its refresh token goes with the session
+            // (kept until the IdP confirms, like every withheld one).
+            if let Some(rt) = body
+                .get("refresh_token")
+                .and_then(Value::as_str)
+                .map(Secret::new)
+            {
+                withhold(h, &rec, &rt).await;
+            }
             return oauth(
                 400,
                 "invalid_grant",
@@ -236,7 +246,7 @@ async fn code_grant(h: &Handoff, params: &TokenParams, code: &str, f: &Forward<'
                     .remove("refresh_token")
                     .and_then(|v| v.as_str().map(Secret::new))
                 {
-                    revoke_at_idp(h, &rec.web_client, &rt);
+                    withhold(h, &rec, &rt).await;
                 }
             }
         }
@@ -266,7 +276,7 @@ async fn code_grant(h: &Handoff, params: &TokenParams, code: &str, f: &Forward<'
                 .web_refresh_tokens
                 .with_label_values(&["withheld"])
                 .inc();
-            revoke_at_idp(h, &rec.web_client, &rt);
+            withhold(h, &rec, &rt).await;
         } else if refresh.online {
             info.session_cookie = rec.session_cookie.clone();
             h.metrics
@@ -452,7 +462,23 @@ async fn unrecorded_code_grant(h: &Handoff, params: &TokenParams, f: &Forward<'_
             .remove("refresh_token")
             .and_then(|v| v.as_str().map(Secret::new))
         {
-            revoke_at_idp(h, &client, &rt);
+            // Held to the transfer session the id_token's `sid` names, if any;
+            // a token of no session handoff knows is revoked now (the web app's
+            // access token may go with it: a login that escaped mediation).
+            match linked_session(h, &body).await {
+                Some(link) => {
+                    crate::withheld::hold(
+                        h,
+                        &link.lineage,
+                        "",
+                        Some(&link.session_cookie),
+                        &client,
+                        &rt,
+                    )
+                    .await
+                }
+                None => revoke_at_idp(h, &client, &rt),
+            }
         }
         h.metrics
             .web_refresh_tokens
@@ -461,6 +487,14 @@ async fn unrecorded_code_grant(h: &Handoff, params: &TokenParams, f: &Forward<'_
         tracing::warn!(web_client = %client, class = ?class, "refresh token withheld from a code exchange handoff could not match to a recorded code");
     }
     json_answer(200, &Value::Object(body))
+}
+
+/// The transfer session the id_token's `sid` is linked to (back-channel logout's
+/// link, made at a recorded exchange), if any.
+async fn linked_session(h: &Handoff, body: &serde_json::Map<String, Value>) -> Option<SessionLink> {
+    let claims = id_token_claims(body)?;
+    let sid = claims.get("sid")?.as_str()?;
+    h.store.idp_session(sid).await.ok().flatten()
 }
 
 /// Puts a code record back after an exchange the IdP did not complete.
@@ -504,37 +538,25 @@ async fn link_idp_sid(h: &Handoff, rec: &CodeRecord, body: &serde_json::Map<Stri
     }
 }
 
-/// RFC 7009 revocation at the IdP, when the web client's credentials are configured.
-/// Runs in the background: the token is denied at handoff already.
+/// A refresh token withheld from the web app of a recorded code's session: kept
+/// (sealed) and revoked at the IdP when that session ends, not now — revoking it
+/// now would take the access token of the same answer with it (RFC 7009 §2.1).
+async fn withhold(h: &Handoff, rec: &CodeRecord, rt: &Secret) {
+    crate::withheld::hold(
+        h,
+        &rec.lineage,
+        &rec.sid,
+        rec.session_cookie.as_deref(),
+        &rec.web_client,
+        rt,
+    )
+    .await;
+}
+
+/// RFC 7009 revocation at the IdP now, when the web client's credentials are
+/// configured. Runs in the background: the token is denied at handoff already.
 fn revoke_at_idp(h: &Handoff, web_client: &str, rt: &Secret) {
-    let Some(secret) = h.config.client_secrets.get(web_client) else {
-        return;
-    };
-    let basic = base64::engine::general_purpose::STANDARD.encode(format!(
-        "{}:{}",
-        form_urlencoded::byte_serialize(web_client.as_bytes()).collect::<String>(),
-        form_urlencoded::byte_serialize(secret.expose().as_bytes()).collect::<String>()
-    ));
-    let body =
-        serde_urlencoded::to_string([("token", rt.expose()), ("token_type_hint", "refresh_token")])
-            .expect("strings encode");
-    let idp = h.idp.clone();
-    let path = h.config.paths.revocation.clone();
-    crate::store::redis::background_runtime().spawn(async move {
-        let r = idp
-            .send(
-                http::Method::POST,
-                &path,
-                &[("content-type", "application/x-www-form-urlencoded".into()), ("authorization", format!("Basic {basic}"))],
-                Bytes::from(body),
-            )
-            .await;
-        match r {
-            Ok(r) if r.status == 200 => tracing::info!("withheld web refresh token revoked at the identity provider"),
-            Ok(r) => tracing::warn!(status = r.status, "identity provider refused to revoke a withheld refresh token"),
-            Err(e) => tracing::warn!(error = %e, "could not revoke a withheld refresh token at the identity provider"),
-        }
-    });
+    crate::withheld::revoke_in_background(h, web_client, rt);
 }
 
 async fn refresh_grant(h: &Handoff, rt: &Secret, f: &Forward<'_>) -> Action {

@@ -94,6 +94,15 @@ impl TxKey {
         TxKey::derive(&crate::secret::random_bytes::<32>())
     }
 
+    /// 32 bytes of key material for another use of the same secret (HMAC of
+    /// `label` under this key: a different label, an unrelated key), so every
+    /// instance that shares the signing key derives the same one.
+    pub fn subkey(&self, label: &[u8]) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        out.copy_from_slice(hmac::sign(&self.0, label).as_ref());
+        out
+    }
+
     /// `base64url(json).base64url(hmac)`.
     pub fn seal(&self, tx: &Transaction) -> String {
         let body = URL_SAFE_NO_PAD.encode(serde_json::to_vec(tx).expect("transactions serialize"));
