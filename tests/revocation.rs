@@ -591,3 +591,167 @@ async fn an_unrecordable_code_is_withheld_from_the_web_app() {
     );
     w.assert_no_leaks();
 }
+
+/// Every value handoff keeps in Redis, read back whatever its type.
+fn redis_values(w: &World) -> Vec<String> {
+    let Some(r) = &w.redis else {
+        return Vec::new();
+    };
+    let mut c = r.conn();
+    let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut c).unwrap();
+    let mut out = keys.clone();
+    for k in keys {
+        let t: String = redis::cmd("TYPE").arg(&k).query(&mut c).unwrap();
+        let vals: Vec<String> = match t.as_str() {
+            "string" => vec![redis::cmd("GET").arg(&k).query(&mut c).unwrap()],
+            "hash" => redis::cmd("HGETALL").arg(&k).query(&mut c).unwrap(),
+            "set" => redis::cmd("SMEMBERS").arg(&k).query(&mut c).unwrap(),
+            "zset" => redis::cmd("ZRANGE")
+                .arg(&k)
+                .arg(0)
+                .arg(-1)
+                .query(&mut c)
+                .unwrap(),
+            other => panic!("unexpected key type {other} at {k}"),
+        };
+        out.extend(vals);
+    }
+    out
+}
+
+async fn userinfo_status(w: &World, c: &Client, access_token: &str) -> u16 {
+    c.get(
+        &format!("{}/userinfo", w.idp.issuer()),
+        &[("authorization", &format!("Bearer {access_token}"))],
+    )
+    .await
+    .status
+}
+
+/// Waits (real time: the sweeper runs in the background) until `cond` holds.
+async fn eventually(what: &str, secs: u64, mut cond: impl FnMut() -> bool) {
+    let until = Instant::now() + Duration::from_secs(secs);
+    while !cond() {
+        assert!(Instant::now() < until, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Issue 16, defect 2 (SPEC §2.5): the refresh token handoff withholds from the web
+/// app is revoked at the IdP when the web session ends — by revocation (retried
+/// while the IdP is down) or by its idle limit (which slides with use) — and not at
+/// login, where the IdP (RFC 7009 §2.1; the stand-in, like oidc-provider, revokes
+/// the access token issued with it) would take the web app's access token with it.
+/// It is kept sealed: neither it nor the access token is in the store in the clear.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn withheld_refresh_token_is_revoked_when_its_session_ends_not_at_login() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("web-app.secret");
+    std::fs::write(&secret, "web-app-secret\n").unwrap();
+    let extra = format!(
+        "[clients.\"web-app\"]\nsecret_file = \"{}\"\n",
+        secret.display()
+    );
+    for redis in [true, false] {
+        for end in ["revoked", "idle"] {
+            let why = format!("redis={redis} end={end}");
+            let mut w = World::with(redis, IdpOptions::default(), opts(false, &extra)).await;
+            let a = Client::device_a();
+            let (_, session, code) = transfer_login(&mut w, &a, "alice").await;
+            let r = exchange(&mut w, &a, &code).await;
+            assert_eq!(r.status, 200, "{why}: {}", r.body);
+            let v = r.json();
+            assert!(v.get("refresh_token").is_none(), "{why}: withheld");
+            let at = v["access_token"].as_str().unwrap().to_string();
+
+            // Longer than the old background revocation took: the web app's access
+            // token still works and the IdP still holds the refresh token.
+            tokio::time::sleep(Duration::from_millis(2500)).await;
+            assert_eq!(
+                userinfo_status(&w, &a, &at).await,
+                200,
+                "{why}: the web app's access token works after its login"
+            );
+            let rts = w.idp.refresh_tokens_of("web-app");
+            assert_eq!(
+                rts.len(),
+                1,
+                "{why}: the withheld refresh token is not revoked at login"
+            );
+            let rt = rts[0].clone();
+            w.secrets.push(rt.clone());
+            // Still refused at handoff, whoever presents it.
+            assert_eq!(refresh(&mut w, &a, &rt).await.status, 400, "{why}");
+            // Kept only sealed.
+            for value in redis_values(&w) {
+                assert!(
+                    !value.contains(&rt) && !value.contains(&at),
+                    "{why}: a token in the store in the clear"
+                );
+            }
+
+            let hash = handoff::secret::SecretHash::of(session.as_bytes());
+            let s =
+                w.hd.h
+                    .store
+                    .session_by_cookie(&hash)
+                    .await
+                    .unwrap()
+                    .unwrap();
+            if end == "revoked" {
+                // The IdP is down when the session is revoked: not lost, retried.
+                w.idp.set_down(true);
+                assert!(
+                    handoff::revocation::revoke_session(&w.hd.h, &s.lineage, &s.sid, "admin")
+                        .await
+                        .unwrap()
+                );
+                tokio::time::sleep(Duration::from_millis(2500)).await;
+                w.idp.set_down(false);
+                assert!(w.idp.refresh_token_active(&rt), "{why}: the IdP was down");
+                w.hd.clock.advance_secs(61); // the retry is due
+            } else {
+                // Use slides the idle limit: 50 s, a request, 50 s more (100 s after
+                // the login, 50 s after its last use: alive).
+                w.hd.clock.advance_secs(50);
+                assert!(logged_in(&with_session(&w, &a, &session).await), "{why}");
+                w.hd.clock.advance_secs(50);
+                tokio::time::sleep(Duration::from_millis(2500)).await;
+                assert!(
+                    w.idp.refresh_token_active(&rt),
+                    "{why}: the session is alive (idle slid): its token is not revoked"
+                );
+                assert_eq!(userinfo_status(&w, &a, &at).await, 200, "{why}");
+                // Then it idles out.
+                w.hd.clock.advance_secs(65);
+            }
+            eventually(&format!("{why}: revoked at the IdP"), 10, || {
+                !w.idp.refresh_token_active(&rt)
+            })
+            .await;
+            assert!(login_page(&with_session(&w, &a, &session).await), "{why}");
+            let revocations: Vec<_> = w
+                .idp
+                .requests()
+                .into_iter()
+                .filter(|r| r.path() == "/oauth/revoke" && r.contains(&rt))
+                .collect();
+            assert!(!revocations.is_empty(), "{why}");
+            assert!(
+                revocations
+                    .iter()
+                    .all(|r| r.header("authorization")
+                        == Some("Basic d2ViLWFwcDp3ZWItYXBwLXNlY3JldA==")),
+                "{why}: as web-app, with its secret"
+            );
+            // Forgotten once revoked: nothing of it is kept.
+            for value in redis_values(&w) {
+                assert!(
+                    !value.contains(":wh"),
+                    "{why}: the sealed record is gone: {value}"
+                );
+            }
+            w.assert_no_leaks();
+        }
+    }
+}

@@ -893,3 +893,103 @@ async fn the_memory_store_is_capped_without_evicting() {
     assert!(store.is_lineage_revoked(&l).await.unwrap());
     assert!(store.is_lineage_revoked(&l2).await.unwrap());
 }
+
+/// Withheld refresh tokens (issue 16, SPEC §2.5): kept per lineage with a TTL, the
+/// schedule only ever brought forward, and a due lineage claimed exactly once even
+/// by parallel claimers (one sweeper per due entry across instances).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn withheld_tokens_are_kept_scheduled_and_claimed_once() {
+    use handoff::store::WithheldToken;
+    for s in subjects() {
+        let name = s.name;
+        let l = LineageId::generate();
+        let other = LineageId::generate();
+        let rec = |sid: &str| WithheldToken {
+            sid: sid.into(),
+            session_cookie: SecretHash::of(sid.as_bytes()).hex(),
+            web_client: "web-app".into(),
+            sealed: "sealed".into(),
+        };
+        let (t1, t2) = (SecretHash::of(b"rt1"), SecretHash::of(b"rt2"));
+        let ttl = Duration::from_secs(100);
+        s.store
+            .hold_withheld(&l, &t1, &rec("s1"), ttl)
+            .await
+            .unwrap();
+        s.store
+            .hold_withheld(&l, &t2, &rec("s2"), ttl)
+            .await
+            .unwrap();
+        let mut held = s.store.withheld_tokens(&l).await.unwrap();
+        held.sort_by_key(|(_, r)| r.sid.clone());
+        assert_eq!(held, vec![(t1, rec("s1")), (t2, rec("s2"))], "{name}");
+        assert!(s.store.withheld_tokens(&other).await.unwrap().is_empty());
+        s.store.drop_withheld(&l, &t1).await.unwrap();
+        assert_eq!(
+            s.store.withheld_tokens(&l).await.unwrap(),
+            vec![(t2, rec("s2"))]
+        );
+
+        let now = 1_000_000;
+        s.store.schedule_withheld(&l, now + 50).await.unwrap();
+        s.store.schedule_withheld(&l, now + 90).await.unwrap(); // not pushed back
+        s.store.schedule_withheld(&other, now + 10).await.unwrap();
+        assert_eq!(
+            s.store.claim_withheld_due(now, 10).await.unwrap(),
+            vec![],
+            "{name}"
+        );
+        assert_eq!(
+            s.store.claim_withheld_due(now + 10, 10).await.unwrap(),
+            vec![other.clone()],
+            "{name}"
+        );
+        assert_eq!(
+            s.store.claim_withheld_due(now + 10, 10).await.unwrap(),
+            vec![]
+        );
+        // Parallel claimers: one gets it.
+        let claims = futures_claims(&s, now + 50).await;
+        assert_eq!(claims, vec![l.clone()], "{name}: claimed once");
+        // Brought forward.
+        s.store.schedule_withheld(&l, now + 500).await.unwrap();
+        s.store.schedule_withheld(&l, now + 20).await.unwrap();
+        assert_eq!(
+            s.store.claim_withheld_due(now + 20, 10).await.unwrap(),
+            vec![l.clone()]
+        );
+
+        if let Some(r) = &s._redis {
+            s.store.schedule_withheld(&l, now).await.unwrap();
+            let mut conn = r.conn();
+            let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut conn).unwrap();
+            assert!(keys.iter().any(|k| k.ends_with(":wh")), "{keys:?}");
+            assert!(keys.iter().any(|k| k.ends_with(":whdue")), "{keys:?}");
+            for k in keys {
+                let ttl: i64 = redis::cmd("PTTL").arg(&k).query(&mut conn).unwrap();
+                assert!(ttl > 0, "key {k} has no TTL");
+            }
+        } else {
+            s.clock.advance_secs(101);
+            assert!(
+                s.store.withheld_tokens(&l).await.unwrap().is_empty(),
+                "expired"
+            );
+        }
+    }
+}
+
+async fn futures_claims(s: &Subject, now: u64) -> Vec<LineageId> {
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let st = s.store.clone();
+        tasks.push(tokio::spawn(async move {
+            st.claim_withheld_due(now, 10).await.unwrap()
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    all
+}

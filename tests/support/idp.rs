@@ -271,6 +271,16 @@ impl TestIdp {
         self.inner.lock().refresh.contains_key(token)
     }
 
+    /// The refresh tokens the IdP currently accepts that were issued to `client_id`.
+    pub fn refresh_tokens_of(&self, client_id: &str) -> Vec<String> {
+        let st = self.inner.lock();
+        st.refresh
+            .iter()
+            .filter(|(_, g)| g.client_id == client_id)
+            .map(|(t, _)| t.clone())
+            .collect()
+    }
+
     /// Every request received, in order.
     pub fn requests(&self) -> Vec<RecordedRequest> {
         self.inner.lock().requests.clone()
@@ -373,6 +383,9 @@ struct State {
     assertion_rejections: Vec<String>,
     refresh: HashMap<String, RefreshGrant>,
     access: HashMap<String, AccessGrant>,
+    /// refresh token -> the access token issued with it by a code exchange: revoked
+    /// with it (RFC 7009 §2.1's SHOULD, as oidc-provider does with the whole grant).
+    paired_access: HashMap<String, String>,
     codes: HashMap<String, CodeGrant>,
     /// session cookie value -> sub
     sessions: HashMap<String, String>,
@@ -715,6 +728,7 @@ impl Inner {
             },
         );
         let access = self.new_access_token(&mut st, &grant.sub);
+        st.paired_access.insert(refresh.clone(), access.clone());
         drop(st);
         let mut v = self.token_json(
             &access,
@@ -855,6 +869,9 @@ impl Inner {
             .is_some_and(|g| g.client_id == client_id)
         {
             st.refresh.remove(token);
+            if let Some(a) = st.paired_access.remove(token) {
+                st.access.remove(&a);
+            }
         }
         // Access tokens are opaque and carry no client binding here: revoke on sight.
         st.access.remove(token);
