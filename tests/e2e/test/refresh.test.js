@@ -10,13 +10,15 @@
 // back-channel logout tokens for both (`[backchannel_logout] audiences`).
 //
 // 1. web-app: the refresh token the IdP issued never reaches the web app; handoff
-//    revokes it at the IdP and refuses it itself.
+//    refuses it itself, keeps it (sealed) while the web session lives — so the web
+//    app's access token keeps working — and revokes it at the IdP once the session
+//    has ended (here: by its idle or absolute limit).
 // 2. web-app-rt: the refresh token works (and rotates) while its session lives;
 //    past the session's idle limit handoff refuses it (400 invalid_grant, the IdP
 //    never asked) and revokes it at the IdP.
 // 3. the native app revokes its refresh token at handoff's /token/revocation: every
 //    web session of that lineage dies at its next request, its web refresh token
-//    is refused.
+//    is refused, the refresh token withheld from web-app is revoked at the IdP.
 // 4. logout at the IdP (RP-initiated, through handoff): oidc-provider sends a
 //    back-channel logout to handoff; the web session named by its sid is dead,
 //    another session of the same user and lineage lives on; its refresh token,
@@ -100,8 +102,8 @@ describe('refresh tokens and revocation through handoff', { timeout: 60_000 }, (
   const idpRequestsWith = (token, from = 0) => stack.idpRequests.slice(from).filter((r) => r.body.includes(token));
 
   /** The IdP's revocation endpoint got `token` from handoff (it runs in the background: wait a little). */
-  async function revokedAtIdp(token, clientId, secret) {
-    const until = Date.now() + 3000;
+  async function revokedAtIdp(token, clientId, secret, waitMs = 3000) {
+    const until = Date.now() + waitMs;
     let rec;
     while (Date.now() < until) {
       rec = stack.idpRequests.find((r) => r.url === '/token/revocation' && new URLSearchParams(r.body).get('token') === token);
@@ -246,12 +248,14 @@ describe('refresh tokens and revocation through handoff', { timeout: 60_000 }, (
 
   // ---- tests ----------------------------------------------------------------------
 
-  test('allow_refresh_token = false (default): the IdP issues a refresh token, the web app never gets it', async (t) => {
+  test('allow_refresh_token = false (default): the IdP issues a refresh token, the web app never gets it; its access token lives while the session does', async (t) => {
     const before = {
       withheld: await stack.metric('handoff_web_refresh_tokens_total', 'outcome="withheld"'),
       denied: await stack.metric('handoff_web_refresh_tokens_total', 'outcome="denied"'),
+      held: await stack.metric('handoff_web_refresh_tokens_total', 'outcome="held_until_session_end"'),
+      revoked: await stack.metric('handoff_web_refresh_tokens_total', 'outcome="revoked_at_session_end"'),
     };
-    const { tokens, idp } = await transferLogin(app, web, 'web-app');
+    const { b, tokens, idp } = await transferLogin(app, web, 'web-app');
     // The IdP did issue one (offline_access granted) ...
     assert.equal(typeof idp.refresh_token, 'string', 'oidc-provider issued a refresh token to web-app');
     assert.match(idp.scope, /\boffline_access\b/);
@@ -263,18 +267,33 @@ describe('refresh tokens and revocation through handoff', { timeout: 60_000 }, (
     assert.deepEqual(Object.keys(tokens).sort(), Object.keys(idp).filter((k) => k !== 'refresh_token').sort());
     assert.equal(await stack.metric('handoff_web_refresh_tokens_total', 'outcome="withheld"'), before.withheld + 1);
 
-    // handoff revoked it at the IdP (RFC 7009, with web-app's configured secret).
-    await revokedAtIdp(idp.refresh_token, 'web-app', 'web-secret');
+    // The web app's access token works for as long as its session lives. (Revoking
+    // the withheld refresh token at login, oidc-provider revokes the whole grant:
+    // the access token would answer 401 a second later.)
+    const me = async () => (await request({ url: `${stack.origin}/me`, headers: { authorization: `Bearer ${tokens.access_token}` } })).status;
+    assert.equal(await me(), 200, 'access token at once');
+    await sleep(2000);
+    assert.equal(await me(), 200, 'access token 2 s after the login');
+    assert.equal((await reauthorize(b, web, 'alice')).alive, true, 'the browser uses the session within its idle limit');
+    await sleep(2000);
+    assert.equal(await me(), 200, `access token 4 s after the login (past ${IDLE} s idle from the login; the session slid)`);
+    assert.ok(await stack.provider.RefreshToken.find(idp.refresh_token), 'the IdP still holds the withheld refresh token while the session lives');
+    assert.deepEqual(idpRequestsWith(idp.refresh_token).map((r) => r.url).filter((u) => u === '/token/revocation'), [], 'not revoked at login');
+    assert.equal(await stack.metric('handoff_web_refresh_tokens_total', 'outcome="held_until_session_end"'), before.held + 1, 'kept (sealed) until the session ends');
 
     // Whoever got hold of it anyway: handoff refuses it itself.
     const from = stack.idpRequests.length;
     assertRefusedByHandoff(await web.refresh(idp.refresh_token), idp.refresh_token, from, 'withheld refresh token');
     assert.equal(await stack.metric('handoff_web_refresh_tokens_total', 'outcome="denied"'), before.denied + 1);
 
-    // What RFC 7009 revocation of a refresh token means at oidc-provider: the whole
-    // grant goes, with the access token the web app just received.
-    const me = await request({ url: `${stack.origin}/me`, headers: { authorization: `Bearer ${tokens.access_token}` } });
-    t.diagnostic(`web-app's access token at /me after handoff revoked the withheld refresh token at the IdP: ${me.status}`);
+    // The session ends by its limits (3 s idle, 6 s absolute; nobody tells handoff):
+    // handoff's sweeper revokes the withheld refresh token at the IdP (RFC 7009,
+    // with web-app's configured secret).
+    await revokedAtIdp(idp.refresh_token, 'web-app', 'web-secret', (IDLE + 10) * 1000);
+    assert.equal(await stack.metric('handoff_web_refresh_tokens_total', 'outcome="revoked_at_session_end"'), before.revoked + 1);
+    assert.equal((await web.refresh(idp.refresh_token)).status, 400, 'dead at the IdP and at handoff');
+    t.diagnostic(`web-app's access token at /me after its session ended and handoff revoked the withheld refresh token: ${await me()}`);
+    assert.equal((await reauthorize(b, web, 'alice')).alive, false, 'the session has ended');
     assertNoSttLeak(stack, stts);
   });
 
@@ -341,7 +360,9 @@ describe('refresh tokens and revocation through handoff', { timeout: 60_000 }, (
     const from = stack.idpRequests.length;
     const rev = await native.revoke();
     assert.equal(rev.status, 200, rev.text);
-    const atIdp = stack.idpRequests.slice(from).filter((q) => q.url === '/token/revocation');
+    // (Besides it, handoff itself now revokes what it withheld in the lineage's sessions.)
+    const atIdp = stack.idpRequests.slice(from).filter((q) => q.url === '/token/revocation'
+      && new URLSearchParams(q.body).get('token') === native.refreshToken);
     assert.equal(atIdp.length, 1, 'handoff forwarded the revocation to the IdP');
     assert.equal(new URLSearchParams(atIdp[0].body).get('token'), native.refreshToken);
     assert.equal(atIdp[0].response.status, 200);
@@ -350,6 +371,9 @@ describe('refresh tokens and revocation through handoff', { timeout: 60_000 }, (
     // Every web session of the lineage is dead at its next request ...
     await assertSessionDead(withRt.b, webRt, 'alice', 'web-app-rt session after the cascade');
     await assertSessionDead(plain.b, web, 'alice', 'web-app session after the cascade');
+    // The refresh token handoff withheld from web-app in that session lived until
+    // now (kept for its session), and goes with it: revoked at the IdP.
+    await revokedAtIdp(plain.idp.refresh_token, 'web-app', 'web-secret');
     // ... and the web refresh token is refused by handoff.
     const from2 = stack.idpRequests.length;
     assertRefusedByHandoff(await webRt.refresh(withRt.tokens.refresh_token), withRt.tokens.refresh_token, from2, 'web refresh token of a revoked lineage');
