@@ -58,7 +58,7 @@ fn last_seen(w: &World) -> support::idp::RecordedRequest {
         .expect("the IdP saw a request")
 }
 
-fn exchange<'a>(code: &'a str) -> [(&'static str, &'a str); 4] {
+fn exchange(code: &str) -> [(&'static str, &str); 4] {
     [
         ("grant_type", "authorization_code"),
         ("code", code),
@@ -663,4 +663,44 @@ async fn a_code_answer_for_another_subject_is_refused() {
         )
         .await;
     assert!(login_page(&r), "the mismatched session was revoked: {r:?}");
+}
+
+/// Found by a pentest of the fix: an unrecorded code exchanged with client
+/// authentication handoff reads another way than the IdP (a lower-case `basic`
+/// scheme, no `client_id` in the body) is still mediated — an unattributable
+/// caller counts as a client a transfer may log in to.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unattributable_callers_do_not_escape_mediation() {
+    use base64::Engine;
+    let mut w = world(true).await;
+    let a = Client::device_a();
+    let basic = base64::engine::general_purpose::STANDARD.encode("web-app:secret");
+    for scheme in ["basic", "BASIC"] {
+        let (_, code) = login(&mut w, &a, "alice").await;
+        let mut c = w.redis.as_ref().unwrap().conn();
+        let key =
+            handoff::store::Keys::new("ho").code(&handoff::secret::SecretHash::of(code.as_bytes()));
+        let _: i64 = redis::cmd("DEL").arg(&key).query(&mut c).unwrap();
+        let auth = format!("{scheme} {basic}");
+        let r = a
+            .post_form(
+                &w.hd.url("/oauth/token"),
+                &[
+                    ("grant_type", "authorization_code"),
+                    ("code", code.as_str()),
+                    ("redirect_uri", REDIRECT),
+                ],
+                &[("authorization", &auth)],
+            )
+            .await;
+        assert_eq!(r.status, 200, "{scheme}: {}", r.body);
+        assert!(
+            r.json().get("refresh_token").is_none(),
+            "{scheme}: {}",
+            r.body
+        );
+        w.secrets
+            .push(r.json()["access_token"].as_str().unwrap().to_string());
+    }
+    w.assert_no_leaks();
 }

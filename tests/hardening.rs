@@ -54,8 +54,8 @@ async fn login(w: &mut World, c: &Client, sub: &str) -> (String, String) {
 }
 
 /// The IdP sets its session cookie on a later hop (like oidc-provider's resume)
-/// after the transaction's hop budget is spent: the session is still bound, so it
-/// still has limits (without the fix it was an unbound, unlimited IdP session).
+/// after the transaction's time ran out: the session is still bound, so it still
+/// has limits (without the fix it was an unbound, unlimited IdP session).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_set_after_the_transaction_ran_out_is_still_bound() {
     let idp = IdpOptions {
@@ -65,27 +65,27 @@ async fn a_session_set_after_the_transaction_ran_out_is_still_bound() {
     let mut w = World::with(
         true,
         idp,
-        opts(rules("", ""), "[session]\ntransaction_max_hops = 1\n"),
+        opts(rules("", ""), "[session]\ntransaction_ttl = \"10s\"\n"),
     )
     .await;
     let a = Client::device_a();
     let stt = w.mint(&a, "alice").await;
-    // Hop 0: redemption at /start (the IdP has no such page).
-    let r = w.redeem_cookie(&a, &stt, "/start?client_id=web-app").await;
-    let tx = format!(
-        "__Host-handoff_tx={}",
-        r.set_cookie("__Host-handoff_tx").unwrap()
-    );
-    // Hop 1: the assertion logs in, the IdP defers its session to /resume.
-    let r = a.get(&w.hd.url(AUTHORIZE), &[("cookie", &tx)]).await;
+    // Hop 0: the redemption; the assertion logs in, the IdP defers its session to /resume.
+    let r = w.redeem_cookie(&a, &stt, AUTHORIZE).await;
     assert_eq!(
         r.header("location"),
         Some("/resume"),
         "{r:?} {:?}",
         w.idp.assertion_rejections()
     );
+    let tx = format!(
+        "__Host-handoff_tx={}",
+        r.set_cookie("__Host-handoff_tx").unwrap()
+    );
     let pending = format!("{tx}; _pending={}", r.set_cookie("_pending").unwrap());
-    // Hop 2: out of hops — no assertion, but the session the IdP sets now is bound.
+    // Hop 1, past the transaction's time: no assertion, but the session the IdP
+    // sets now is bound.
+    w.hd.clock.advance_secs(11);
     let r = a.get(&w.hd.url("/resume"), &[("cookie", &pending)]).await;
     assert!(logged_in(&r), "{r:?}");
     let line = r.set_cookie_line("_session").unwrap().to_string();
