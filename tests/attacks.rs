@@ -11,7 +11,7 @@ use support::fixtures::{code_exchange, options, rules};
 use support::handoff::Options;
 use support::http::Client;
 use support::idp::{IdpOptions, SESSION_COOKIE};
-use support::world::{code_of, logged_in, login_page, World, AUTHORIZE};
+use support::world::{code_of, logged_in, login_page, with_session, World, AUTHORIZE};
 
 fn opts() -> Options {
     options(rules(""), "")
@@ -221,12 +221,7 @@ async fn a_store_error_does_not_lose_the_cascade() {
     assert!(ok, "the retry went through");
     assert!(!w.idp.refresh_token_active(&native));
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
-    let r = a
-        .get(
-            &w.hd.url(AUTHORIZE),
-            &[("cookie", &format!("_session={s}"))],
-        )
-        .await;
+    let r = with_session(&w, &a, &s).await;
     assert!(login_page(&r), "the retry cascaded: {r:?}");
     w.assert_no_leaks();
 }
@@ -590,12 +585,7 @@ async fn a_code_answer_for_another_subject_is_refused() {
     // A code the IdP issued for Bob, recorded as if it belonged to Alice's transfer.
     let bob = w.idp.password_session("bob");
     w.secrets.push(bob.clone());
-    let r = a
-        .get(
-            &w.hd.url(AUTHORIZE),
-            &[("cookie", &format!("_session={bob}"))],
-        )
-        .await;
+    let r = with_session(&w, &a, &bob).await;
     let bob_code = code_of(&r);
     w.hd.h
         .store
@@ -611,11 +601,6 @@ async fn a_code_answer_for_another_subject_is_refused() {
         .await;
     assert_eq!(r.status, 400, "{}", r.body);
     assert!(!r.body.contains("access_token"));
-    let r = a
-        .get(
-            &w.hd.url(AUTHORIZE),
-            &[("cookie", &format!("_session={s}"))],
-        )
-        .await;
+    let r = with_session(&w, &a, &s).await;
     assert!(login_page(&r), "the mismatched session was revoked: {r:?}");
 }

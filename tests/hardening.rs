@@ -8,7 +8,7 @@ use support::fixtures::{code_exchange, options_with_start, rules_with};
 use support::handoff::Options;
 use support::http::Client;
 use support::idp::IdpOptions;
-use support::world::{logged_in, login_page, World, AUTHORIZE, REDIRECT};
+use support::world::{logged_in, login_page, with_session, World, AUTHORIZE, REDIRECT};
 
 fn max_age(line: &str) -> Option<i64> {
     line.split(';').find_map(|a| {
@@ -72,12 +72,7 @@ async fn a_session_set_after_the_transaction_ran_out_is_still_bound() {
     let session = r.set_cookie("_session").unwrap();
     w.secrets.push(session.clone());
     w.hd.clock.advance_secs(61);
-    let r = a
-        .get(
-            &w.hd.url(AUTHORIZE),
-            &[("cookie", &format!("_session={session}"))],
-        )
-        .await;
+    let r = with_session(&w, &a, &session).await;
     assert!(login_page(&r), "held to its idle limit: {r:?}");
     w.assert_no_leaks();
 }
