@@ -4,30 +4,15 @@
 
 mod support;
 
+use support::fixtures;
 use support::handoff::Options;
 use support::http::Client;
 use support::idp::IdpOptions;
 use support::world::{logged_in, login_page, with_session, World, AUTHORIZE};
 
 /// web-app sessions: 5 minutes absolute, 1 minute idle.
-const RULES: &str = r#"
-[native."native-app"]
-can_create_session_transfer_token = true
-allowed_web_clients = ["web-app"]
-
-[web."web-app"]
-allowed_authentication_methods = ["cookie", "query"]
-enforce_device_binding = "ip"
-session_absolute = "5m"
-session_idle = "1m"
-"#;
-
 fn opts(extra: &str) -> Options {
-    Options {
-        rules: RULES.into(),
-        extra: format!("[paths]\nredemption = [\"/authorize\", \"/start\"]\n{extra}"),
-        ..Options::default()
-    }
+    fixtures::options_with_start(fixtures::rules(""), extra)
 }
 
 async fn world(redis: bool) -> World {
@@ -49,14 +34,7 @@ fn max_age(line: &str) -> i64 {
 
 /// Logs `sub` in through a cookie redemption; returns the IdP's `_session` value.
 async fn login(w: &mut World, c: &Client, sub: &str) -> String {
-    let stt = w.mint(c, sub).await;
-    let r = w.redeem_cookie(c, &stt, AUTHORIZE).await;
-    assert!(logged_in(&r), "{r:?}");
-    let s = r
-        .set_cookie("_session")
-        .expect("the IdP set its session cookie");
-    w.secrets.push(s.clone());
-    s
+    w.login(c, sub).await.0
 }
 
 /// §2.4: the IdP's session cookie is Secure, HttpOnly, SameSite=Lax, host-only, and
