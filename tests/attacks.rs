@@ -11,7 +11,7 @@ use support::fixtures::{code_exchange, options, rules};
 use support::handoff::Options;
 use support::http::Client;
 use support::idp::{IdpOptions, SESSION_COOKIE};
-use support::world::{code_of, logged_in, login_page, with_session, World, AUTHORIZE};
+use support::world::{code_of, logged_in, login_page, with_session, World, AUTHORIZE, REDIRECT};
 
 fn opts() -> Options {
     options(rules(""), "")
@@ -616,7 +616,7 @@ async fn unattributable_callers_do_not_escape_mediation() {
     let a = Client::device_a();
     let basic = base64::engine::general_purpose::STANDARD.encode("web-app:secret");
     for scheme in ["basic", "BASIC"] {
-        let (_, code) = login(&mut w, &a, "alice").await;
+        let (_, code) = w.login(&a, "alice").await;
         let mut c = w.redis.as_ref().unwrap().conn();
         let key =
             handoff::store::Keys::new("ho").code(&handoff::secret::SecretHash::of(code.as_bytes()));

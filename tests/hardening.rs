@@ -41,9 +41,12 @@ async fn a_session_set_after_the_transaction_ran_out_is_still_bound() {
     let mut w = World::with(
         true,
         idp,
-        options_with_start(rules_with("", ""), "[session]
+        options_with_start(
+            rules_with("", ""),
+            "[session]
 transaction_ttl = \"10s\"
-"),
+",
+        ),
     )
     .await;
     let a = Client::device_a();
