@@ -147,25 +147,22 @@ pub struct ReloadStatus {
     pub trigger: String,
 }
 
-/// Loads the assertion signing key the config names, and derives the
+/// Builds the assertion signer from the key the config read, and derives the
 /// transaction-cookie key from the same secret (so instances that share the
 /// signing key can open each other's transaction cookies).
 pub fn load_signer(config: &Config) -> Result<(Signer, TxKey), String> {
     match &config.assertion.key {
-        SigningKey::Ed25519File(p) => {
-            let bytes =
-                std::fs::read(p).map_err(|e| format!("assertion.key_file {}: {e}", p.display()))?;
-            let signer = Signer::ed25519_from_pkcs8(&bytes)
-                .map_err(|e| format!("assertion.key_file {}: {e}", p.display()))?;
-            Ok((signer, TxKey::derive(&bytes)))
+        // The config read the files and checked the keys; these errors are for a
+        // `Config` built by hand.
+        SigningKey::Ed25519File { path, pkcs8 } => {
+            let signer = Signer::ed25519_from_pkcs8(pkcs8.expose())
+                .map_err(|e| format!("assertion.key_file {}: {e}", path.display()))?;
+            Ok((signer, TxKey::derive(pkcs8.expose())))
         }
-        SigningKey::Hs256File(p) => {
-            let bytes = std::fs::read(p)
-                .map_err(|e| format!("assertion.secret_file {}: {e}", p.display()))?;
-            let trimmed = bytes.trim_ascii();
-            let signer = Signer::hs256(trimmed)
-                .map_err(|e| format!("assertion.secret_file {}: {e}", p.display()))?;
-            Ok((signer, TxKey::derive(trimmed)))
+        SigningKey::Hs256File { path, secret } => {
+            let signer = Signer::hs256(secret.expose())
+                .map_err(|e| format!("assertion.secret_file {}: {e}", path.display()))?;
+            Ok((signer, TxKey::derive(secret.expose())))
         }
         SigningKey::Ephemeral => {
             tracing::warn!(

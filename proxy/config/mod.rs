@@ -20,7 +20,7 @@ mod validate;
 pub use error::{ConfigError, ConfigErrors};
 pub use validate::parse_net;
 
-use crate::secret::Secret;
+use crate::secret::{Secret, SecretBytes};
 use file::FileConfig;
 use ipnet::IpNet;
 use std::path::{Path, PathBuf};
@@ -122,16 +122,28 @@ pub enum StoreConfig {
     },
 }
 
-/// How assertions are signed.
+/// How assertions are signed. The key file is read (and checked to be a usable
+/// key) while the config is validated, so a key that cannot be read or used is a
+/// [`ConfigError`] naming `assertion.key_file` or `assertion.secret_file`.
 #[derive(Debug, Clone)]
 pub enum SigningKey {
     /// Ed25519 from a PKCS#8 file (`handoff keygen` writes one).
-    Ed25519File(PathBuf),
+    Ed25519File {
+        /// Where it was read from.
+        path: PathBuf,
+        /// The file's bytes (PEM or DER PKCS#8).
+        pkcs8: SecretBytes,
+    },
     /// A fresh Ed25519 key for this process only (development: the IdP must
     /// re-fetch the JWKS after every restart). Logged as a warning.
     Ephemeral,
     /// HS256 with a shared secret read from a file.
-    Hs256File(PathBuf),
+    Hs256File {
+        /// Where it was read from.
+        path: PathBuf,
+        /// The secret: the file's bytes without surrounding whitespace.
+        secret: SecretBytes,
+    },
 }
 
 /// The identity assertion handoff sends to the IdP (SPEC §2.3).

@@ -3,6 +3,9 @@
 use super::super::file::FileAssertion;
 use super::super::{AssertionConfig, SigningKey};
 use super::Validator;
+use crate::jws::{JwsError, Signer};
+use crate::secret::SecretBytes;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 impl Validator<'_> {
@@ -75,29 +78,43 @@ impl Validator<'_> {
         }
     }
 
-    fn ed25519_key(&mut self, p: &std::path::Path) -> Option<SigningKey> {
-        let p = self.path(p);
-        let reason = format!(
-            "{} is not a readable file (make one with `handoff keygen --out FILE`)",
-            p.display()
-        );
-        self.check(
-            p.is_file(),
-            SigningKey::Ed25519File(p),
-            "assertion.key_file",
-            reason,
-        )
+    fn ed25519_key(&mut self, p: &Path) -> Option<SigningKey> {
+        let hint = " (make one with `handoff keygen --out FILE`)";
+        let (path, bytes) = self.key_file("assertion.key_file", p, hint)?;
+        let usable = Signer::ed25519_from_pkcs8(&bytes).map(drop);
+        self.usable_key("assertion.key_file", &path, usable)?;
+        let pkcs8 = SecretBytes::new(bytes);
+        Some(SigningKey::Ed25519File { path, pkcs8 })
     }
 
-    fn hs256_secret(&mut self, p: &std::path::Path) -> Option<SigningKey> {
-        let p = self.path(p);
-        let reason = format!("{} is not a readable file", p.display());
-        self.check(
-            p.is_file(),
-            SigningKey::Hs256File(p),
-            "assertion.secret_file",
-            reason,
-        )
+    fn hs256_secret(&mut self, p: &Path) -> Option<SigningKey> {
+        let (path, bytes) = self.key_file("assertion.secret_file", p, "")?;
+        let secret = SecretBytes::new(bytes.trim_ascii());
+        let usable = Signer::hs256(secret.expose()).map(drop);
+        self.usable_key("assertion.secret_file", &path, usable)?;
+        Some(SigningKey::Hs256File { path, secret })
+    }
+
+    /// Reads a key file; `hint` follows the "not a readable file" reason.
+    fn key_file(&mut self, key: &str, p: &Path, hint: &str) -> Option<(PathBuf, Vec<u8>)> {
+        let path = self.path(p);
+        let reason = format!("{} is not a readable file{hint}", path.display());
+        self.check(path.is_file(), (), key, reason)?;
+        match std::fs::read(&path) {
+            Ok(bytes) => Some((path, bytes)),
+            Err(e) => {
+                self.report(key, format!("cannot read {}: {e}", path.display()));
+                None
+            }
+        }
+    }
+
+    fn usable_key(&mut self, key: &str, path: &Path, r: Result<(), JwsError>) -> Option<()> {
+        let reason = match &r {
+            Ok(()) => String::new(),
+            Err(e) => format!("{}: {e}", path.display()),
+        };
+        self.check(r.is_ok(), (), key, reason)
     }
 }
 
@@ -154,5 +171,45 @@ mod tests {
             assert_eq!(e.key, key, "{tail}: {e}");
             assert!(e.reason.starts_with(reason), "{tail}: {e}");
         }
+    }
+
+    #[test]
+    fn key_files_are_read_and_checked_here() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, body: &[u8]| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, body).unwrap();
+            p.display().to_string()
+        };
+        let ed = write("k.pem", crate::jws::generate_ed25519_pem().as_bytes());
+        let junk = write("junk.pem", b"-----BEGIN NOTHING-----\n");
+        let hs = write("hs", &[b'x'; 40]);
+        let short = write("short", b"  tooshort \n");
+        let with = |tail: String| format!("{MIN}[assertion]\n{tail}\n");
+
+        let c = load(&with(format!("key_file = \"{ed}\""))).unwrap();
+        assert!(matches!(c.assertion.key, SigningKey::Ed25519File { .. }));
+        assert!(crate::app::load_signer(&c).is_ok());
+        let c = load(&with(format!("alg = \"HS256\"\nsecret_file = \"{hs}\""))).unwrap();
+        let SigningKey::Hs256File { secret, .. } = &c.assertion.key else {
+            panic!("{:?}", c.assertion.key)
+        };
+        assert_eq!(secret.expose(), &[b'x'; 40]);
+        assert!(
+            !format!("{:?}", c.assertion.key).contains("xxxx"),
+            "redacted"
+        );
+
+        let e = err(&with(format!("key_file = \"{junk}\"")));
+        assert_eq!(e.key, "assertion.key_file");
+        assert_eq!(
+            e.reason,
+            format!("{junk}: bad key: expected a PEM \"PRIVATE KEY\" (PKCS#8) block")
+        );
+        let e = err(&with(format!("alg = \"HS256\"\nsecret_file = \"{short}\"")));
+        assert_eq!(e.key, "assertion.secret_file");
+        assert!(e.reason.ends_with("at least 32 bytes"), "{e}");
+        let e = err(&with(format!("key_file = \"{}\"", dir.path().display())));
+        assert_eq!(e.key, "assertion.key_file", "a folder is not a key file");
     }
 }
