@@ -13,10 +13,12 @@
 //! structs; `validate` one module per section, which together collect every
 //! error of a file ([`ConfigErrors`]), not only the first.
 
+mod duration;
 mod error;
 mod file;
 mod validate;
 
+pub use duration::parse_duration;
 pub use error::{ConfigError, ConfigErrors};
 pub use validate::parse_net;
 
@@ -421,36 +423,6 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let line = before.matches('\n').count() + 1;
     let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
     (line, col)
-}
-
-/// Parses `"50ms"`, `"30s"`, `"5m"`, `"1h"`, `"1h30m"`.
-pub fn parse_duration(s: &str) -> Option<Duration> {
-    let s = s.trim();
-    if s.is_empty() {
-        return None;
-    }
-    let mut total = Duration::ZERO;
-    let mut rest = s;
-    while !rest.is_empty() {
-        let digits = rest.bytes().take_while(|b| b.is_ascii_digit()).count();
-        if digits == 0 || digits > 9 {
-            return None;
-        }
-        let n: u64 = rest[..digits].parse().ok()?;
-        rest = &rest[digits..];
-        let unit = rest.bytes().take_while(|b| b.is_ascii_alphabetic()).count();
-        let d = match &rest[..unit] {
-            "ms" => Duration::from_millis(n),
-            "s" => Duration::from_secs(n),
-            "m" => Duration::from_secs(n * 60),
-            "h" => Duration::from_secs(n * 3600),
-            "d" => Duration::from_secs(n * 86400),
-            _ => return None,
-        };
-        total += d;
-        rest = &rest[unit..];
-    }
-    Some(total)
 }
 
 #[cfg(test)]
