@@ -99,11 +99,7 @@ pub fn load_rules(config: &Config) -> Result<Rules, String> {
     let sha256 = rules_fingerprint(config);
     let policy = match &config.rules_file {
         None => Policy::from_toml("", "(built-in defaults)").map_err(|d| d.to_string())?,
-        Some(p) => {
-            let text = std::fs::read_to_string(p)
-                .map_err(|e| format!("{}: cannot read: {e}", p.display()))?;
-            Policy::from_toml(&text, &p.display().to_string()).map_err(|d| d.to_string())?
-        }
+        Some(p) => read_policy(p)?,
     };
     let asn = match &config.asn_table {
         None => {
@@ -112,11 +108,7 @@ pub fn load_rules(config: &Config) -> Result<Rules, String> {
             }
             None
         }
-        Some(p) => {
-            let text = std::fs::read_to_string(p)
-                .map_err(|e| format!("{}: cannot read: {e}", p.display()))?;
-            Some(AsnTable::parse(&text, &p.display().to_string()).map_err(|d| d.to_string())?)
-        }
+        Some(p) => Some(read_asn_table(p)?),
     };
     let loaded_at = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -127,6 +119,22 @@ pub fn load_rules(config: &Config) -> Result<Rules, String> {
         sha256,
         loaded_at,
     })
+}
+
+/// Reads and validates one rules file (the one place a rules file is read: the
+/// proxy at start and reload, `config check`, `rules check` and `rules explain`).
+/// The error is `FILE: cannot read: ...` or the file's diagnostics.
+pub fn read_policy(path: &std::path::Path) -> Result<Policy, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+    Policy::from_toml(&text, &path.display().to_string()).map_err(|d| d.to_string())
+}
+
+/// Reads and parses an ip2asn TSV table.
+pub fn read_asn_table(path: &std::path::Path) -> Result<AsnTable, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+    AsnTable::parse(&text, &path.display().to_string()).map_err(|d| d.to_string())
 }
 
 /// Loads only the policy (CLI checks).
