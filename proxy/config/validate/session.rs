@@ -14,33 +14,7 @@ impl Validator<'_> {
         let cookie_names = self.each(&names, |v, i, c| {
             v.cookie_name(&format!("session.cookie_names[{i}]"), c)
         });
-        let same_site = match se
-            .same_site
-            .as_deref()
-            .unwrap_or("lax")
-            .to_ascii_lowercase()
-            .as_str()
-        {
-            "lax" => Some(SameSite::Lax),
-            "strict" => Some(SameSite::Strict),
-            "none" => Some(SameSite::None),
-            other => {
-                self.report(
-                    "session.same_site",
-                    format!("{other:?}: expected \"lax\", \"strict\" or \"none\""),
-                );
-                None
-            }
-        };
-        let domain = match se.domain {
-            None => Some(None),
-            Some(d) => {
-                let d = d.trim_start_matches('.').to_ascii_lowercase();
-                let ok = !d.is_empty() && !d.contains(['/', ' ', ':', ';']) && d.contains('.');
-                let reason = format!("{d:?} is not a registrable domain (e.g. \"example.com\")");
-                self.check(ok, Some(d), "session.domain", reason)
-            }
-        };
+        let (same_site, domain) = self.cookie_attributes(se.same_site.as_deref(), se.domain);
         let transaction_cookie = self
             .cookie_name(
                 "session.transaction_cookie",
@@ -116,6 +90,37 @@ impl Validator<'_> {
             max_cookie_occurrences: max_cookie_occurrences?,
             max_cookie_bytes: max_cookie_bytes?,
         })
+    }
+
+    /// `session.same_site` and `session.domain`: the attributes handoff gives the
+    /// IdP's session cookies.
+    fn cookie_attributes(
+        &mut self,
+        same_site: Option<&str>,
+        domain: Option<String>,
+    ) -> (Option<SameSite>, Option<Option<String>>) {
+        let same_site = match same_site.unwrap_or("lax").to_ascii_lowercase().as_str() {
+            "lax" => Some(SameSite::Lax),
+            "strict" => Some(SameSite::Strict),
+            "none" => Some(SameSite::None),
+            other => {
+                self.report(
+                    "session.same_site",
+                    format!("{other:?}: expected \"lax\", \"strict\" or \"none\""),
+                );
+                None
+            }
+        };
+        let domain = match domain {
+            None => Some(None),
+            Some(d) => {
+                let d = d.trim_start_matches('.').to_ascii_lowercase();
+                let ok = !d.is_empty() && !d.contains(['/', ' ', ':', ';']) && d.contains('.');
+                let reason = format!("{d:?} is not a registrable domain (e.g. \"example.com\")");
+                self.check(ok, Some(d), "session.domain", reason)
+            }
+        };
+        (same_site, domain)
     }
 
     /// A duration (default `default` seconds) whose whole seconds lie in `secs`.
