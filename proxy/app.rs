@@ -103,11 +103,7 @@ pub fn load_rules(config: &Config) -> Result<Rules, String> {
     let sha256 = rules_fingerprint(config);
     let policy = match &config.rules_file {
         None => Policy::from_toml("", "(built-in defaults)").map_err(|d| d.to_string())?,
-        Some(p) => {
-            let text = std::fs::read_to_string(p)
-                .map_err(|e| format!("{}: cannot read: {e}", p.display()))?;
-            Policy::from_toml(&text, &p.display().to_string()).map_err(|d| d.to_string())?
-        }
+        Some(p) => read_policy(p)?,
     };
     let asn = match &config.asn_table {
         None => {
@@ -116,11 +112,7 @@ pub fn load_rules(config: &Config) -> Result<Rules, String> {
             }
             None
         }
-        Some(p) => {
-            let text = std::fs::read_to_string(p)
-                .map_err(|e| format!("{}: cannot read: {e}", p.display()))?;
-            Some(AsnTable::parse(&text, &p.display().to_string()).map_err(|d| d.to_string())?)
-        }
+        Some(p) => Some(read_asn_table(p)?),
     };
     let loaded_at = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -131,6 +123,22 @@ pub fn load_rules(config: &Config) -> Result<Rules, String> {
         sha256,
         loaded_at,
     })
+}
+
+/// Reads and validates one rules file (the one place a rules file is read: the
+/// proxy at start and reload, `config check`, `rules check` and `rules explain`).
+/// The error is `FILE: cannot read: ...` or the file's diagnostics.
+pub fn read_policy(path: &std::path::Path) -> Result<Policy, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+    Policy::from_toml(&text, &path.display().to_string()).map_err(|d| d.to_string())
+}
+
+/// Reads and parses an ip2asn TSV table.
+pub fn read_asn_table(path: &std::path::Path) -> Result<AsnTable, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+    AsnTable::parse(&text, &path.display().to_string()).map_err(|d| d.to_string())
 }
 
 /// Loads only the policy (CLI checks).
@@ -151,25 +159,22 @@ pub struct ReloadStatus {
     pub trigger: String,
 }
 
-/// Loads the assertion signing key the config names, and derives the
+/// Builds the assertion signer from the key the config read, and derives the
 /// transaction-cookie key from the same secret (so instances that share the
 /// signing key can open each other's transaction cookies).
 pub fn load_signer(config: &Config) -> Result<(Signer, TxKey), String> {
     match &config.assertion.key {
-        SigningKey::Ed25519File(p) => {
-            let bytes =
-                std::fs::read(p).map_err(|e| format!("assertion.key_file {}: {e}", p.display()))?;
-            let signer = Signer::ed25519_from_pkcs8(&bytes)
-                .map_err(|e| format!("assertion.key_file {}: {e}", p.display()))?;
-            Ok((signer, TxKey::derive(&bytes)))
+        // The config read the files and checked the keys; these errors are for a
+        // `Config` built by hand.
+        SigningKey::Ed25519File { path, pkcs8 } => {
+            let signer = Signer::ed25519_from_pkcs8(pkcs8.expose())
+                .map_err(|e| format!("assertion.key_file {}: {e}", path.display()))?;
+            Ok((signer, TxKey::derive(pkcs8.expose())))
         }
-        SigningKey::Hs256File(p) => {
-            let bytes = std::fs::read(p)
-                .map_err(|e| format!("assertion.secret_file {}: {e}", p.display()))?;
-            let trimmed = bytes.trim_ascii();
-            let signer = Signer::hs256(trimmed)
-                .map_err(|e| format!("assertion.secret_file {}: {e}", p.display()))?;
-            Ok((signer, TxKey::derive(trimmed)))
+        SigningKey::Hs256File { path, secret } => {
+            let signer = Signer::hs256(secret.expose())
+                .map_err(|e| format!("assertion.secret_file {}: {e}", path.display()))?;
+            Ok((signer, TxKey::derive(secret.expose())))
         }
         SigningKey::Ephemeral => {
             tracing::warn!(

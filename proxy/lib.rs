@@ -20,6 +20,7 @@ pub mod gateway;
 pub mod hygiene;
 pub mod idp;
 pub mod jws;
+pub mod labels;
 pub mod logging;
 pub mod metrics;
 pub mod mint;

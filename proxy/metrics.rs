@@ -138,13 +138,21 @@ impl Metrics {
             registry,
         };
         // Make the reasons visible at zero so dashboards and alerts have a series.
-        for reason in crate::redeem::FAILURE_REASONS {
-            m.redemptions.with_label_values(&["fallback", reason]);
+        for reason in crate::labels::Fallback::ALL {
+            m.redemptions
+                .with_label_values(&["fallback", reason.label()]);
         }
         for scope in crate::ratelimit::Scope::ALL {
             m.mint_rate_limited.with_label_values(&[scope.as_str()]);
         }
         m
+    }
+
+    /// Counts a redemption that fell back to an ordinary login.
+    pub fn redemption_fallback(&self, reason: crate::labels::Fallback) {
+        self.redemptions
+            .with_label_values(&["fallback", reason.label()])
+            .inc();
     }
 
     /// The Prometheus text exposition of every metric.

@@ -19,18 +19,7 @@ use crate::store::{Consumed, MintContext};
 use handoff_rules::{AuthMethod, DenyReason, RedeemContext};
 use std::net::IpAddr;
 
-/// Every reason a redemption falls back to an ordinary login (metric labels).
-pub const FAILURE_REASONS: &[&str] = &[
-    "malformed",
-    "not_found_or_expired",
-    "binding_mismatch",
-    "client_not_allowed",
-    "method_not_allowed",
-    "lineage_revoked",
-    "denied_by_rule",
-    "store_unavailable",
-    "different_subject",
-];
+pub use crate::labels::Fallback;
 
 /// A presented token and what is known of the request that presented it.
 #[derive(Debug)]
@@ -69,16 +58,18 @@ pub struct Redeemed {
 pub enum Outcome {
     /// Log the user in.
     Success(Box<Redeemed>),
-    /// Ordinary login; the reason is one of [`FAILURE_REASONS`].
-    Fallback(&'static str),
+    /// Ordinary login, and why.
+    Fallback(Fallback),
 }
 
-fn deny_label(r: DenyReason) -> &'static str {
+fn deny_label(r: DenyReason) -> Fallback {
     match r {
-        DenyReason::ClientNotAllowed | DenyReason::UnknownNativeClient => "client_not_allowed",
-        DenyReason::MethodNotAllowed => "method_not_allowed",
-        DenyReason::BindingMismatch => "binding_mismatch",
-        DenyReason::DeniedByRule => "denied_by_rule",
+        DenyReason::ClientNotAllowed | DenyReason::UnknownNativeClient => {
+            Fallback::ClientNotAllowed
+        }
+        DenyReason::MethodNotAllowed => Fallback::MethodNotAllowed,
+        DenyReason::BindingMismatch => Fallback::BindingMismatch,
+        DenyReason::DeniedByRule => Fallback::DeniedByRule,
     }
 }
 
@@ -121,6 +112,49 @@ pub fn replay_revokes(
     }
 }
 
+/// The token a redemption request presents: a query-delivered one (in the
+/// redirect cookie of the 303, SPEC §2.2 step 1) before the native app's cookie —
+/// it is the one this navigation carried.
+pub fn choose_token<'a>(
+    cookies: &'a [(String, String)],
+    redirect_cookie: &str,
+) -> Option<(&'a str, AuthMethod)> {
+    cookies
+        .iter()
+        .find(|(n, _)| n == redirect_cookie)
+        .map(|(_, v)| (v.as_str(), AuthMethod::Query))
+        .or_else(|| {
+            cookies
+                .first()
+                .map(|(_, v)| (v.as_str(), AuthMethod::Cookie))
+        })
+}
+
+/// SPEC §2.2 step 1: the `Set-Cookie` that carries a query-delivered token across
+/// the 303 to the clean URL (a `__Host-` cookie living as long as the token
+/// claims, ≤ 300 s). `None` when the token is garbage (counted as `malformed`).
+pub fn redirect_cookie(h: &Handoff, delivered: &str) -> Option<String> {
+    match TransferToken::parse(delivered) {
+        Ok(t) => {
+            let remaining = t.claimed_expiry() as i64 - h.clock.now_secs() as i64;
+            tracing::debug!(token = %t, "query-delivered token moved to the redirect cookie");
+            Some(crate::cookies::host_cookie(
+                &h.config.names.redirect_cookie,
+                t.expose(),
+                remaining.clamp(0, 300),
+            ))
+        }
+        Err(_) => {
+            h.metrics.redemption_fallback(Fallback::Malformed);
+            tracing::info!(
+                reason = Fallback::Malformed.label(),
+                "redemption fell back to an ordinary login"
+            );
+            None
+        }
+    }
+}
+
 /// Redeems a presented token; counts and logs the outcome.
 pub async fn redeem(h: &Handoff, p: &Presented<'_>) -> Outcome {
     let outcome = redeem_inner(h, p).await;
@@ -137,10 +171,8 @@ pub async fn redeem(h: &Handoff, p: &Presented<'_>) -> Outcome {
             );
         }
         Outcome::Fallback(reason) => {
-            h.metrics
-                .redemptions
-                .with_label_values(&["fallback", reason])
-                .inc();
+            h.metrics.redemption_fallback(*reason);
+            let reason = reason.label();
             tracing::info!(reason, client_ip = %p.client_ip, web_client = p.web_client.unwrap_or("-"), "redemption fell back to an ordinary login");
         }
     }
@@ -153,7 +185,7 @@ async fn redeem_inner(h: &Handoff, p: &Presented<'_>) -> Outcome {
         Ok(t) => t,
         Err(e) => {
             tracing::debug!(error = %e, "malformed session transfer token");
-            return Outcome::Fallback("malformed");
+            return Outcome::Fallback(Fallback::Malformed);
         }
     };
     // 3. spend it (the store remembers which web client it was first presented for)
@@ -167,11 +199,11 @@ async fn redeem_inner(h: &Handoff, p: &Presented<'_>) -> Outcome {
         Err(e) => {
             h.metrics.store_errors.with_label_values(&["consume"]).inc();
             tracing::warn!(error = %e, token = %token, "redemption: store unavailable");
-            return Outcome::Fallback("store_unavailable");
+            return Outcome::Fallback(Fallback::StoreUnavailable);
         }
     };
     let (ctx, lineage_revoked) = match consumed {
-        Consumed::Unknown => return Outcome::Fallback("not_found_or_expired"),
+        Consumed::Unknown => return Outcome::Fallback(Fallback::NotFoundOrExpired),
         Consumed::Replayed {
             ctx,
             first_web_client,
@@ -189,7 +221,7 @@ async fn redeem_inner(h: &Handoff, p: &Presented<'_>) -> Outcome {
                     }
                 }
             }
-            return Outcome::Fallback("not_found_or_expired");
+            return Outcome::Fallback(Fallback::NotFoundOrExpired);
         }
         Consumed::Fresh {
             ctx,
@@ -198,13 +230,13 @@ async fn redeem_inner(h: &Handoff, p: &Presented<'_>) -> Outcome {
     };
     // 4. the redemption context
     if ctx.exp <= h.clock.now_secs() {
-        return Outcome::Fallback("not_found_or_expired");
+        return Outcome::Fallback(Fallback::NotFoundOrExpired);
     }
     if lineage_revoked {
-        return Outcome::Fallback("lineage_revoked");
+        return Outcome::Fallback(Fallback::LineageRevoked);
     }
     if web_client.is_empty() {
-        return Outcome::Fallback("client_not_allowed");
+        return Outcome::Fallback(Fallback::ClientNotAllowed);
     }
     let minute_of_day_utc = ((h.clock.now_secs() / 60) % 1440) as u16;
     let decision = {
@@ -231,11 +263,11 @@ async fn redeem_inner(h: &Handoff, p: &Presented<'_>) -> Outcome {
     if decision.binding.network != handoff_rules::NetworkBinding::None
         && (ctx.ip == unknown || p.client_ip == unknown)
     {
-        return Outcome::Fallback("binding_mismatch");
+        return Outcome::Fallback(Fallback::BindingMismatch);
     }
     if p.bound_subjects.iter().any(|s| *s != ctx.sub) {
         tracing::warn!(lineage = %ctx.lineage, "browser holds a transfer session of another user: revoking it, ordinary login");
-        return Outcome::Fallback("different_subject");
+        return Outcome::Fallback(Fallback::DifferentSubject);
     }
     // 5. log the user in
     let sid = random_id();

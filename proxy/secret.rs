@@ -260,6 +260,28 @@ impl fmt::Display for TransferToken {
     }
 }
 
+/// Secret bytes (a signing key file's contents): redacted in `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretBytes(Vec<u8>);
+
+impl SecretBytes {
+    /// Wraps secret bytes.
+    pub fn new(bytes: impl Into<Vec<u8>>) -> Self {
+        SecretBytes(bytes.into())
+    }
+
+    /// The clear bytes, for the places that must use them.
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SecretBytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "secret#{}", SecretHash::of(&self.0).short())
+    }
+}
+
 /// Any other secret string (refresh tokens, cookie values, assertions, bearer
 /// tokens): redacted in `Debug`/`Display`.
 #[derive(Clone, PartialEq, Eq)]

@@ -138,7 +138,7 @@ pub async fn mediate(h: &Handoff, params: &TokenParams, f: &Forward<'_>) -> Acti
             None => Action::Pass,
         },
         Some("refresh_token") => match params.get("refresh_token") {
-            Some(rt) => refresh_grant(h, &Secret::new(rt), f).await,
+            Some(rt) => refresh_grant(h, params, &Secret::new(rt), f).await,
             None => Action::Pass,
         },
         _ => Action::Pass,
@@ -351,20 +351,50 @@ fn id_token_claims(body: &serde_json::Map<String, Value>) -> Option<Value> {
         .filter(Value::is_object)
 }
 
-/// The `client_id` of a token request: the body's, or the HTTP Basic user.
-fn request_client_id(params: &TokenParams, f: &Forward<'_>) -> Option<String> {
+/// Who a token request says it is, as an IdP would read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    /// A client id handoff read (the body's `client_id`, the HTTP Basic user in any
+    /// case of the scheme, or a `client_assertion`'s `sub`).
+    Client(String),
+    /// Some client authentication handoff cannot attribute: treated as a client a
+    /// session transfer may log in to (the dangerous reading).
+    Unknown,
+}
+
+/// The caller of a token request (see [`Caller`]). An unreadable `Authorization`
+/// or `client_assertion` is `Unknown`, never "no client".
+pub fn request_caller(params: &TokenParams, f: &Forward<'_>) -> Caller {
     if let Some(c) = params.get("client_id") {
-        return Some(c.to_string());
+        return Caller::Client(c.to_string());
     }
-    let basic = f.authorization?.strip_prefix("Basic ")?;
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(basic.trim())
-        .ok()?;
-    let user = String::from_utf8(decoded).ok()?;
-    let user = user.split(':').next()?;
-    form_urlencoded::parse(format!("u={user}").as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned())
+    if let Some(a) = f.authorization {
+        let (scheme, rest) = a.trim().split_once(' ').unwrap_or((a.trim(), ""));
+        if !scheme.eq_ignore_ascii_case("basic") {
+            return Caller::Unknown;
+        }
+        let user = base64::engine::general_purpose::STANDARD
+            .decode(rest.trim())
+            .ok()
+            .and_then(|d| String::from_utf8(d).ok())
+            .and_then(|u| u.split(':').next().map(str::to_owned))
+            .and_then(|u| {
+                form_urlencoded::parse(format!("u={u}").as_bytes())
+                    .next()
+                    .map(|(_, v)| v.into_owned())
+            });
+        return user.map_or(Caller::Unknown, Caller::Client);
+    }
+    if let Some(jwt) = params.get("client_assertion") {
+        let sub = jwt
+            .split('.')
+            .nth(1)
+            .and_then(|p| URL_SAFE_NO_PAD.decode(p).ok())
+            .and_then(|p| serde_json::from_slice::<Value>(&p).ok())
+            .and_then(|v| v.get("sub").and_then(Value::as_str).map(str::to_owned));
+        return sub.map_or(Caller::Unknown, Caller::Client);
+    }
+    Caller::Unknown
 }
 
 /// How a code exchange that matches no recorded code is judged, from the IdP's
@@ -416,19 +446,20 @@ pub async fn classify_unrecorded(h: &Handoff, body: &serde_json::Map<String, Val
 /// refresh tokens): no code issued inside a transfer session escapes mediation,
 /// whatever shape its authorize request had. Every other client passes untouched.
 async fn unrecorded_code_grant(h: &Handoff, params: &TokenParams, f: &Forward<'_>) -> Action {
-    let Some(client) = request_client_id(params, f) else {
-        return Action::Pass;
-    };
-    let (watched, allow) = {
+    // Native clients' own logins are the IdP's business; every other exchange is
+    // made by handoff, so it can read the answer.
+    let (client, watched, allow) = {
         let p = h.policy.load();
-        (
-            p.native_client(&client).is_none() && p.is_transfer_web_client(&client),
-            p.web_client(&client).allow_refresh_token,
-        )
+        match request_caller(params, f) {
+            Caller::Client(c) if p.native_client(&c).is_some() => return Action::Pass,
+            Caller::Client(c) => {
+                let watched = p.is_transfer_web_client(&c);
+                let allow = p.web_client(&c).allow_refresh_token;
+                (Some(c), watched, allow)
+            }
+            Caller::Unknown => (None, true, false),
+        }
     };
-    if !watched {
-        return Action::Pass;
-    }
     let resp = match forward(h, &h.config.paths.token, f).await {
         Ok(r) => r,
         Err(a) => return a,
@@ -451,40 +482,34 @@ async fn unrecorded_code_grant(h: &Handoff, params: &TokenParams, f: &Forward<'_
     }
     let class = classify_unrecorded(h, &body).await;
     // A transfer login's refresh token could not be bound to a session handoff
-    // knows, so it is withheld even where the client may have refresh tokens.
+    // knows, so it is withheld even where the client may have refresh tokens; a
+    // client no transfer logs in to keeps what it cannot be told apart from.
     let withhold = match class {
         Unrecorded::Ordinary => false,
         Unrecorded::Transfer => true,
-        Unrecorded::Unknown => !allow,
+        Unrecorded::Unknown => watched && !allow,
     };
     if withhold {
-        if let Some(rt) = body
+        let rt = body
             .remove("refresh_token")
-            .and_then(|v| v.as_str().map(Secret::new))
-        {
+            .and_then(|v| v.as_str().map(Secret::new));
+        if let (Some(rt), Some(c)) = (rt, &client) {
             // Held to the transfer session the id_token's `sid` names, if any;
             // a token of no session handoff knows is revoked now (the web app's
             // access token may go with it: a login that escaped mediation).
             match linked_session(h, &body).await {
                 Some(link) => {
-                    crate::withheld::hold(
-                        h,
-                        &link.lineage,
-                        "",
-                        Some(&link.session_cookie),
-                        &client,
-                        &rt,
-                    )
-                    .await
+                    crate::withheld::hold(h, &link.lineage, "", Some(&link.session_cookie), c, &rt)
+                        .await
                 }
-                None => revoke_at_idp(h, &client, &rt),
+                None => revoke_at_idp(h, c, &rt),
             }
         }
         h.metrics
             .web_refresh_tokens
             .with_label_values(&["withheld_unrecorded"])
             .inc();
-        tracing::warn!(web_client = %client, class = ?class, "refresh token withheld from a code exchange handoff could not match to a recorded code");
+        tracing::warn!(web_client = client.as_deref().unwrap_or("-"), class = ?class, "refresh token withheld from a code exchange handoff could not match to a recorded code");
     }
     json_answer(200, &Value::Object(body))
 }
@@ -495,6 +520,210 @@ async fn linked_session(h: &Handoff, body: &serde_json::Map<String, Value>) -> O
     let claims = id_token_claims(body)?;
     let sid = claims.get("sid")?.as_str()?;
     h.store.idp_session(sid).await.ok().flatten()
+}
+
+/// Where a redirect of the IdP came from, as far as code tracking cares.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CodeOrigin<'a> {
+    /// The session this very response bound.
+    pub bound: Option<(&'a SecretHash, &'a crate::store::WebSession)>,
+    /// A live transfer session the request carried.
+    pub live: Option<&'a crate::session::LiveSession>,
+    /// The login transaction that asserted on this request.
+    pub tx: Option<&'a crate::transaction::Transaction>,
+    /// A transaction is running at all (asserting or only binding).
+    pub in_transaction: bool,
+    /// `client_id` of the request's query.
+    pub authorize_client: Option<&'a str>,
+}
+
+/// Remembers an authorization code the IdP issues inside a transfer session (from
+/// the redirect's `Location`), so its token response can be mediated (SPEC §2.5).
+/// Returns the `Location` to send instead when the redirect must not reach the
+/// client as it is: an authorization response in a form the token endpoint cannot
+/// mediate (fragment, JARM), or a code the store could not record.
+pub async fn track_code(
+    h: &Handoff,
+    status: u16,
+    location: &str,
+    o: CodeOrigin<'_>,
+) -> Option<String> {
+    if !(300..400).contains(&status) {
+        return None;
+    }
+    let in_transfer = o.bound.is_some() || o.live.is_some() || o.in_transaction;
+    if in_transfer && hides_authorization_response(location) {
+        // The token endpoint could not tell it belongs to a transfer session.
+        tracing::warn!(
+            "withheld an authorization response in a form the token endpoint cannot mediate"
+        );
+        h.metrics
+            .sessions
+            .with_label_values(&["unmediatable_response"])
+            .inc();
+        return Some(withhold_response(location));
+    }
+    let code = location
+        .split_once('?')
+        .and_then(|(_, q)| query_param(q.split('#').next().unwrap_or(q), "code"))?;
+    let (s, cookie) = match (o.bound, o.live, o.tx) {
+        (Some((hash, s)), _, _) => (Origin::from(s), Some(hash.hex())),
+        (None, Some(l), _) => (Origin::from(&l.session), Some(l.hash.hex())),
+        (None, None, Some(t)) => (Origin::from(t), None),
+        (None, None, None) => return None,
+    };
+    // The code is for the client of this authorize request (SSO may serve another
+    // client than the one the transfer logged in to), whose own settings may only
+    // tighten what the redemption decided.
+    let web_client = o.authorize_client.unwrap_or(s.web_client).to_string();
+    let refresh = if web_client == s.web_client {
+        s.refresh
+    } else {
+        let other = h.policy.load().web_client(&web_client).clone();
+        crate::store::RefreshPolicy {
+            allow: s.refresh.allow && other.allow_refresh_token,
+            online: s.refresh.online || other.enforce_online_refresh_tokens,
+        }
+    };
+    let rec = CodeRecord {
+        lineage: s.lineage.clone(),
+        sid: s.sid.to_string(),
+        session_cookie: cookie,
+        web_client,
+        sub: s.sub.to_string(),
+        refresh,
+    };
+    match h
+        .store
+        .record_code(&SecretHash::of(code.as_bytes()), &rec, CODE_TTL)
+        .await
+    {
+        Ok(()) => None,
+        Err(e) => {
+            // An unrecorded code's token response would escape mediation (a refresh
+            // token could reach the web app): the code must not reach the app. It
+            // gets an RFC 6749 error redirect instead, state kept.
+            h.metrics
+                .store_errors
+                .with_label_values(&["record_code"])
+                .inc();
+            tracing::error!(error = %e, sid = %rec.sid, "could not record an authorization code of a transfer session; withholding it");
+            Some(withhold_code(location))
+        }
+    }
+}
+
+/// The transfer session a code was issued in, whichever record it came from.
+struct Origin<'a> {
+    lineage: &'a crate::secret::LineageId,
+    sid: &'a str,
+    sub: &'a str,
+    web_client: &'a str,
+    refresh: crate::store::RefreshPolicy,
+}
+
+impl<'a> From<&'a crate::store::WebSession> for Origin<'a> {
+    fn from(s: &'a crate::store::WebSession) -> Self {
+        Origin {
+            lineage: &s.lineage,
+            sid: &s.sid,
+            sub: &s.sub,
+            web_client: &s.web_client,
+            refresh: s.refresh,
+        }
+    }
+}
+
+impl<'a> From<&'a crate::transaction::Transaction> for Origin<'a> {
+    fn from(t: &'a crate::transaction::Transaction) -> Self {
+        Origin {
+            lineage: &t.lineage,
+            sid: &t.sid,
+            sub: &t.sub,
+            web_client: &t.web_client,
+            refresh: t.refresh,
+        }
+    }
+}
+
+/// The value of `param` in a raw query string.
+pub fn query_param(query: &str, param: &str) -> Option<String> {
+    form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == param)
+        .map(|(_, v)| v.into_owned())
+}
+
+/// Removes `param` from a raw query string; returns the remaining query and the
+/// first removed value (percent-decoded). Other parameters stay byte for byte.
+pub fn take_query_param(query: &str, param: &str) -> (String, Option<String>) {
+    let mut kept = Vec::new();
+    let mut value = None;
+    for seg in query.split('&') {
+        let mut pairs = form_urlencoded::parse(seg.as_bytes());
+        match pairs.next() {
+            Some((k, v)) if k == param => {
+                value.get_or_insert_with(|| v.into_owned());
+            }
+            _ => kept.push(seg),
+        }
+    }
+    (kept.join("&"), value)
+}
+
+/// The redirect `loc` without its `code`, with `error=temporarily_unavailable`
+/// instead (other parameters, `state` included, kept byte for byte).
+pub fn withhold_code(loc: &str) -> String {
+    let (base, query) = loc.split_once('?').unwrap_or((loc, ""));
+    let (query, fragment) = match query.split_once('#') {
+        Some((q, f)) => (q, Some(f)),
+        None => (query, None),
+    };
+    let (mut kept, _) = take_query_param(query, "code");
+    if !kept.is_empty() {
+        kept.push('&');
+    }
+    kept.push_str("error=temporarily_unavailable");
+    match fragment {
+        Some(f) => format!("{base}?{kept}#{f}"),
+        None => format!("{base}?{kept}"),
+    }
+}
+
+/// Whether a redirect carries an authorization response outside the query's
+/// `code`: in the fragment (`code`, `access_token`, `id_token`, `response`) or as a
+/// JARM `response` parameter.
+pub fn hides_authorization_response(loc: &str) -> bool {
+    let (before, fragment) = loc.split_once('#').unwrap_or((loc, ""));
+    let query = before.split_once('?').map(|(_, q)| q).unwrap_or("");
+    let in_fragment = form_urlencoded::parse(fragment.as_bytes()).any(|(k, _)| {
+        matches!(
+            k.to_ascii_lowercase().as_str(),
+            "code" | "access_token" | "id_token" | "response" | "refresh_token"
+        )
+    });
+    in_fragment || query_param(query, "response").is_some()
+}
+
+/// The redirect `loc` with its authorization response replaced by
+/// `error=access_denied` (its `state` kept, the fragment dropped).
+pub fn withhold_response(loc: &str) -> String {
+    let (before, fragment) = loc.split_once('#').unwrap_or((loc, ""));
+    let (base, query) = before.split_once('?').unwrap_or((before, ""));
+    let state = query_param(query, "state").or_else(|| {
+        form_urlencoded::parse(fragment.as_bytes())
+            .find(|(k, _)| k == "state")
+            .map(|(_, v)| v.into_owned())
+    });
+    let mut out = form_urlencoded::Serializer::new(String::new());
+    out.append_pair("error", "access_denied");
+    out.append_pair(
+        "error_description",
+        "this response mode is not available in a session transfer",
+    );
+    if let Some(s) = state {
+        out.append_pair("state", &s);
+    }
+    format!("{base}?{}", out.finish())
 }
 
 /// Puts a code record back after an exchange the IdP did not complete.
@@ -559,11 +788,54 @@ fn revoke_at_idp(h: &Handoff, web_client: &str, rt: &Secret) {
     crate::withheld::revoke_in_background(h, web_client, rt);
 }
 
-async fn refresh_grant(h: &Handoff, rt: &Secret, f: &Forward<'_>) -> Action {
+/// A refresh grant with a token handoff has no record of, by a client that is not
+/// native: made by handoff, and refused (the token revoked) when the IdP's answer
+/// says it belongs to a transfer login — such a token should never have reached
+/// a web app (SPEC §7.11, defence in depth).
+async fn unrecorded_refresh_grant(
+    h: &Handoff,
+    params: &TokenParams,
+    rt: &Secret,
+    f: &Forward<'_>,
+) -> Action {
+    let client = match request_caller(params, f) {
+        Caller::Client(c) if h.policy.load().native_client(&c).is_some() => return Action::Pass,
+        Caller::Client(c) => Some(c),
+        Caller::Unknown => None,
+    };
+    let resp = match forward(h, &h.config.paths.token, f).await {
+        Ok(r) => r,
+        Err(a) => return a,
+    };
+    let body = match serde_json::from_slice::<Value>(&resp.body) {
+        Ok(Value::Object(b)) if resp.status == 200 => b,
+        _ => return passthrough_answer(resp),
+    };
+    if classify_unrecorded(h, &body).await != Unrecorded::Transfer {
+        return passthrough_answer(resp);
+    }
+    h.metrics
+        .web_refresh_tokens
+        .with_label_values(&["unrecorded_transfer"])
+        .inc();
+    tracing::error!(
+        web_client = client.as_deref().unwrap_or("-"),
+        "a refresh token of a transfer login that handoff never handed out was refused"
+    );
+    if let Some(c) = &client {
+        revoke_at_idp(h, c, rt);
+        if let Some(new) = body.get("refresh_token").and_then(Value::as_str) {
+            revoke_at_idp(h, c, &Secret::new(new));
+        }
+    }
+    oauth(400, "invalid_grant", "the refresh token is no longer valid")
+}
+
+async fn refresh_grant(h: &Handoff, params: &TokenParams, rt: &Secret, f: &Forward<'_>) -> Action {
     let hash = rt.hash();
     let info = match h.store.refresh_token_info(&hash).await {
         Ok(Some(i)) => i,
-        Ok(None) => return Action::Pass,
+        Ok(None) => return unrecorded_refresh_grant(h, params, rt, f).await,
         Err(e) => {
             h.metrics
                 .store_errors
@@ -705,5 +977,56 @@ pub async fn revocation_endpoint(h: &Handoff, params: &TokenParams, f: &Forward<
     match forward(h, &h.config.paths.revocation, f).await {
         Ok(resp) => passthrough_answer(resp),
         Err(a) => a,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn withheld_codes_become_error_redirects() {
+        assert_eq!(
+            withhold_code("https://app/cb?code=abc&state=s%201"),
+            "https://app/cb?state=s%201&error=temporarily_unavailable"
+        );
+        assert_eq!(
+            withhold_code("https://app/cb?code=abc"),
+            "https://app/cb?error=temporarily_unavailable"
+        );
+        assert_eq!(
+            withhold_code("https://app/cb?state=x&code=abc#f"),
+            "https://app/cb?state=x&error=temporarily_unavailable#f"
+        );
+    }
+
+    #[test]
+    fn responses_in_fragments_or_jarm_are_withheld() {
+        for l in [
+            "https://app/cb#code=x&state=s",
+            "https://app/cb#access_token=x",
+            "https://app/cb?response=eyJ.x.y",
+            "https://app/cb?state=s#id_token=x",
+        ] {
+            assert!(hides_authorization_response(l), "{l}");
+            let w = withhold_response(l);
+            assert!(w.contains("error=access_denied") && !w.contains('#'), "{w}");
+        }
+        assert!(!hides_authorization_response(
+            "https://app/cb?code=x&state=s"
+        ));
+        assert!(withhold_response("https://app/cb#code=x&state=s").ends_with("state=s"));
+    }
+
+    #[test]
+    fn query_param_is_removed_and_the_rest_kept() {
+        let (q, v) = take_query_param(
+            "client_id=web&session_transfer_token=abc.1.x&state=a%20b",
+            "session_transfer_token",
+        );
+        assert_eq!(q, "client_id=web&state=a%20b");
+        assert_eq!(v.as_deref(), Some("abc.1.x"));
+        let (q, v) = take_query_param("a=1&&b", "x");
+        assert_eq!((q.as_str(), v), ("a=1&&b", None));
     }
 }

@@ -7,46 +7,18 @@
 mod support;
 
 use serde_json::json;
+use support::fixtures::{code_exchange, options, rules};
 use support::handoff::Options;
 use support::http::Client;
 use support::idp::{IdpOptions, SESSION_COOKIE};
-use support::world::{code_of, logged_in, login_page, World, AUTHORIZE, REDIRECT};
-
-fn rules(web_extra: &str) -> String {
-    format!(
-        r#"
-[native."native-app"]
-can_create_session_transfer_token = true
-allowed_web_clients = ["web-app"]
-
-[web."web-app"]
-allowed_authentication_methods = ["cookie", "query"]
-enforce_device_binding = "ip"
-session_absolute = "5m"
-session_idle = "1m"
-{web_extra}
-"#
-    )
-}
+use support::world::{code_of, logged_in, login_page, with_session, World, AUTHORIZE, REDIRECT};
 
 fn opts() -> Options {
-    Options {
-        rules: rules(""),
-        ..Options::default()
-    }
+    options(rules(""), "")
 }
 
 async fn world(redis: bool) -> World {
     World::with(redis, IdpOptions::default(), opts()).await
-}
-
-async fn login(w: &mut World, c: &Client, sub: &str) -> (String, String) {
-    let stt = w.mint(c, sub).await;
-    let r = w.redeem_cookie(c, &stt, AUTHORIZE).await;
-    assert!(logged_in(&r), "{r:?}");
-    let s = r.set_cookie(SESSION_COOKIE).unwrap();
-    w.secrets.push(s.clone());
-    (s, code_of(&r))
 }
 
 /// The last request the IdP received.
@@ -58,15 +30,6 @@ fn last_seen(w: &World) -> support::idp::RecordedRequest {
         .expect("the IdP saw a request")
 }
 
-fn exchange<'a>(code: &'a str) -> [(&'static str, &'a str); 4] {
-    [
-        ("grant_type", "authorization_code"),
-        ("code", code),
-        ("client_id", "web-app"),
-        ("redirect_uri", REDIRECT),
-    ]
-}
-
 /// Attack 1: a dead session's cookie re-spelled (quotes at either end, the npm
 /// `cookie` parser's first-and-last-character reading, percent-encoding, blanks,
 /// a `,` join, a re-cased or encoded name, a duplicate) never reaches the IdP.
@@ -74,7 +37,7 @@ fn exchange<'a>(code: &'a str) -> [(&'static str, &'a str); 4] {
 async fn dead_sessions_do_not_revive_in_other_spellings() {
     let mut w = world(true).await;
     let a = Client::device_a();
-    let (s, _) = login(&mut w, &a, "alice").await;
+    let (s, _) = w.login(&a, "alice").await;
     w.hd.clock.advance_secs(61); // past the idle limit
     let pct: String = s.bytes().map(|b| format!("%{b:02X}")).collect();
     let variants = [
@@ -116,7 +79,7 @@ async fn dead_sessions_do_not_revive_in_other_spellings() {
 async fn a_live_session_in_quotes_still_works() {
     let mut w = world(false).await;
     let a = Client::device_a();
-    let (s, _) = login(&mut w, &a, "alice").await;
+    let (s, _) = w.login(&a, "alice").await;
     a.get(
         &w.hd.url(AUTHORIZE),
         &[("cookie", &format!("_session=\"{s}\""))],
@@ -179,8 +142,8 @@ async fn path_variants_do_not_reach_a_java_router_unmediated() {
     };
     let mut w = World::with(false, idp, opts()).await;
     let a = Client::device_a();
-    let (_, code) = login(&mut w, &a, "alice").await;
-    let form = exchange(&code);
+    let (_, code) = w.login(&a, "alice").await;
+    let form = code_exchange(&code);
     let posts = w
         .idp
         .requests()
@@ -258,12 +221,7 @@ async fn a_store_error_does_not_lose_the_cascade() {
     assert!(ok, "the retry went through");
     assert!(!w.idp.refresh_token_active(&native));
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
-    let r = a
-        .get(
-            &w.hd.url(AUTHORIZE),
-            &[("cookie", &format!("_session={s}"))],
-        )
-        .await;
+    let r = with_session(&w, &a, &s).await;
     assert!(login_page(&r), "the retry cascaded: {r:?}");
     w.assert_no_leaks();
 }
@@ -274,16 +232,8 @@ async fn a_store_error_does_not_lose_the_cascade() {
 async fn codes_are_worthless_after_a_revocation() {
     let mut w = world(false).await;
     let a = Client::device_a();
-    let (s, code) = login(&mut w, &a, "alice").await;
-    let hash = handoff::secret::SecretHash::of(s.as_bytes());
-    let lineage =
-        w.hd.h
-            .store
-            .session_by_cookie(&hash)
-            .await
-            .unwrap()
-            .unwrap()
-            .lineage;
+    let (s, code) = w.login(&a, "alice").await;
+    let lineage = w.hd.lineage_of(&s).await;
     let r = a
         .post_json(
             &w.hd.admin_url("/revoke"),
@@ -299,7 +249,7 @@ async fn codes_are_worthless_after_a_revocation() {
         .filter(|r| r.method == "POST")
         .count();
     let r = a
-        .post_form(&w.hd.url("/oauth/token"), &exchange(&code), &[])
+        .post_form(&w.hd.url("/oauth/token"), &code_exchange(&code), &[])
         .await;
     assert_eq!(r.status, 400, "{}", r.body);
     assert_eq!(r.json()["error"], "invalid_grant");
@@ -539,14 +489,14 @@ async fn unmediatable_authorize_shapes_get_no_transfer_login() {
 async fn unrecorded_codes_of_transfer_logins_lose_their_refresh_token() {
     let mut w = world(true).await;
     let a = Client::device_a();
-    let (_, code) = login(&mut w, &a, "alice").await;
+    let (_, code) = w.login(&a, "alice").await;
     let mut c = w.redis.as_ref().unwrap().conn();
     let key =
         handoff::store::Keys::new("ho").code(&handoff::secret::SecretHash::of(code.as_bytes()));
     let removed: i64 = redis::cmd("DEL").arg(&key).query(&mut c).unwrap();
     assert_eq!(removed, 1, "{key}");
     let r = a
-        .post_form(&w.hd.url("/oauth/token"), &exchange(&code), &[])
+        .post_form(&w.hd.url("/oauth/token"), &code_exchange(&code), &[])
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(r.json().get("refresh_token").is_none(), "{}", r.body);
@@ -565,7 +515,7 @@ async fn unrecorded_codes_of_transfer_logins_lose_their_refresh_token() {
         .await;
     assert!(logged_in(&r), "{r:?}");
     let r = a
-        .post_form(&w.hd.url("/oauth/token"), &exchange(&code_of(&r)), &[])
+        .post_form(&w.hd.url("/oauth/token"), &code_exchange(&code_of(&r)), &[])
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
     let v = r.json();
@@ -624,7 +574,7 @@ async fn a_planted_token_never_binds_the_victims_session() {
 async fn a_code_answer_for_another_subject_is_refused() {
     let mut w = world(false).await;
     let a = Client::device_a();
-    let (s, alice_code) = login(&mut w, &a, "alice").await;
+    let (s, alice_code) = w.login(&a, "alice").await;
     let rec =
         w.hd.h
             .store
@@ -635,12 +585,7 @@ async fn a_code_answer_for_another_subject_is_refused() {
     // A code the IdP issued for Bob, recorded as if it belonged to Alice's transfer.
     let bob = w.idp.password_session("bob");
     w.secrets.push(bob.clone());
-    let r = a
-        .get(
-            &w.hd.url(AUTHORIZE),
-            &[("cookie", &format!("_session={bob}"))],
-        )
-        .await;
+    let r = with_session(&w, &a, &bob).await;
     let bob_code = code_of(&r);
     w.hd.h
         .store
@@ -652,15 +597,50 @@ async fn a_code_answer_for_another_subject_is_refused() {
         .await
         .unwrap();
     let r = a
-        .post_form(&w.hd.url("/oauth/token"), &exchange(&bob_code), &[])
+        .post_form(&w.hd.url("/oauth/token"), &code_exchange(&bob_code), &[])
         .await;
     assert_eq!(r.status, 400, "{}", r.body);
     assert!(!r.body.contains("access_token"));
-    let r = a
-        .get(
-            &w.hd.url(AUTHORIZE),
-            &[("cookie", &format!("_session={s}"))],
-        )
-        .await;
+    let r = with_session(&w, &a, &s).await;
     assert!(login_page(&r), "the mismatched session was revoked: {r:?}");
+}
+
+/// Found by a pentest of the fix: an unrecorded code exchanged with client
+/// authentication handoff reads another way than the IdP (a lower-case `basic`
+/// scheme, no `client_id` in the body) is still mediated — an unattributable
+/// caller counts as a client a transfer may log in to.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unattributable_callers_do_not_escape_mediation() {
+    use base64::Engine;
+    let mut w = world(true).await;
+    let a = Client::device_a();
+    let basic = base64::engine::general_purpose::STANDARD.encode("web-app:secret");
+    for scheme in ["basic", "BASIC"] {
+        let (_, code) = w.login(&a, "alice").await;
+        let mut c = w.redis.as_ref().unwrap().conn();
+        let key =
+            handoff::store::Keys::new("ho").code(&handoff::secret::SecretHash::of(code.as_bytes()));
+        let _: i64 = redis::cmd("DEL").arg(&key).query(&mut c).unwrap();
+        let auth = format!("{scheme} {basic}");
+        let r = a
+            .post_form(
+                &w.hd.url("/oauth/token"),
+                &[
+                    ("grant_type", "authorization_code"),
+                    ("code", code.as_str()),
+                    ("redirect_uri", REDIRECT),
+                ],
+                &[("authorization", &auth)],
+            )
+            .await;
+        assert_eq!(r.status, 200, "{scheme}: {}", r.body);
+        assert!(
+            r.json().get("refresh_token").is_none(),
+            "{scheme}: {}",
+            r.body
+        );
+        w.secrets
+            .push(r.json()["access_token"].as_str().unwrap().to_string());
+    }
+    w.assert_no_leaks();
 }

@@ -76,6 +76,28 @@ fn broken_configs_are_refused_with_file_key_and_reason() {
     assert_eq!(code, 1);
 }
 
+/// `config check` reports every error of a file, one per line, not only the first.
+#[test]
+fn config_check_prints_every_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("two.toml");
+    std::fs::write(
+        &p,
+        "[server]\npublic_host = \"x\"\nthreads = 0\n[upstream]\naddress = \"a:1\"\n[store]\nkind = \"etcd\"\n",
+    )
+    .unwrap();
+    let (code, _, err) = handoff(&["config", "check", p.to_str().unwrap()]);
+    no_panic(&err);
+    assert_eq!(code, 1);
+    let lines: Vec<&str> = err.lines().filter(|l| l.contains("two.toml: ")).collect();
+    assert_eq!(lines.len(), 2, "{err}");
+    assert!(
+        lines[0].contains("two.toml: server.threads: must be between 1 and 256"),
+        "{err}"
+    );
+    assert!(lines[1].contains("two.toml: store.kind: \"etcd\""), "{err}");
+}
+
 /// Issue 16, defect 3: two listeners on one address (the admin listener on the
 /// public one's port, a wildcard overlapping a specific address, two TLS
 /// listeners) are refused, naming both keys; distinct ports are fine.

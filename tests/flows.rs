@@ -372,17 +372,8 @@ async fn trusted_proxy_forwarded_for_is_believed() {
     let mut w = World::with(true, IdpOptions::default(), opts).await;
     let proxy = Client::device_a();
     let rt = w.refresh_token("alice");
-    let r = proxy
-        .post_form(
-            &w.hd.url("/oauth/token"),
-            &[
-                ("grant_type", "refresh_token"),
-                ("client_id", "native-app"),
-                ("refresh_token", &rt),
-                ("audience", &w.hd.audience()),
-            ],
-            &[("x-forwarded-for", "198.51.100.7")],
-        )
+    let r = w
+        .mint_with_headers(&proxy, &rt, &[("x-forwarded-for", "198.51.100.7")])
         .await;
     assert_eq!(r.status, 200);
     let stt = r.json()["access_token"].as_str().unwrap().to_string();

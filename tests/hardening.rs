@@ -4,36 +4,11 @@
 mod support;
 
 use serde_json::json;
+use support::fixtures::{code_exchange, options_with_start, rules_with};
 use support::handoff::Options;
 use support::http::Client;
 use support::idp::IdpOptions;
-use support::world::{code_of, logged_in, login_page, World, AUTHORIZE, REDIRECT};
-
-fn rules(web_extra: &str, tail: &str) -> String {
-    format!(
-        r#"
-[native."native-app"]
-can_create_session_transfer_token = true
-allowed_web_clients = ["web-app"]
-
-[web."web-app"]
-allowed_authentication_methods = ["cookie", "query"]
-enforce_device_binding = "ip"
-session_absolute = "5m"
-session_idle = "1m"
-{web_extra}
-{tail}
-"#
-    )
-}
-
-fn opts(rules: String, extra: &str) -> Options {
-    Options {
-        rules,
-        extra: format!("[paths]\nredemption = [\"/authorize\", \"/start\"]\n{extra}"),
-        ..Options::default()
-    }
-}
+use support::world::{logged_in, login_page, with_session, World, AUTHORIZE, REDIRECT};
 
 fn max_age(line: &str) -> Option<i64> {
     line.split(';').find_map(|a| {
@@ -44,18 +19,19 @@ fn max_age(line: &str) -> Option<i64> {
     })
 }
 
-async fn login(w: &mut World, c: &Client, sub: &str) -> (String, String) {
-    let stt = w.mint(c, sub).await;
-    let r = w.redeem_cookie(c, &stt, AUTHORIZE).await;
-    assert!(logged_in(&r), "{r:?}");
-    let s = r.set_cookie("_session").unwrap();
-    w.secrets.push(s.clone());
-    (s, code_of(&r))
+/// A world with the shared rules and `/start` a redemption path; `extra` config tables.
+async fn world(redis: bool, extra: &str) -> World {
+    World::with(
+        redis,
+        IdpOptions::default(),
+        options_with_start(rules_with("", ""), extra),
+    )
+    .await
 }
 
 /// The IdP sets its session cookie on a later hop (like oidc-provider's resume)
-/// after the transaction's hop budget is spent: the session is still bound, so it
-/// still has limits (without the fix it was an unbound, unlimited IdP session).
+/// after the transaction's time ran out: the session is still bound, so it still
+/// has limits (without the fix it was an unbound, unlimited IdP session).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_set_after_the_transaction_ran_out_is_still_bound() {
     let idp = IdpOptions {
@@ -65,27 +41,32 @@ async fn a_session_set_after_the_transaction_ran_out_is_still_bound() {
     let mut w = World::with(
         true,
         idp,
-        opts(rules("", ""), "[session]\ntransaction_max_hops = 1\n"),
+        options_with_start(
+            rules_with("", ""),
+            "[session]
+transaction_ttl = \"10s\"
+",
+        ),
     )
     .await;
     let a = Client::device_a();
     let stt = w.mint(&a, "alice").await;
-    // Hop 0: redemption at /start (the IdP has no such page).
-    let r = w.redeem_cookie(&a, &stt, "/start?client_id=web-app").await;
-    let tx = format!(
-        "__Host-handoff_tx={}",
-        r.set_cookie("__Host-handoff_tx").unwrap()
-    );
-    // Hop 1: the assertion logs in, the IdP defers its session to /resume.
-    let r = a.get(&w.hd.url(AUTHORIZE), &[("cookie", &tx)]).await;
+    // Hop 0: the redemption; the assertion logs in, the IdP defers its session to /resume.
+    let r = w.redeem_cookie(&a, &stt, AUTHORIZE).await;
     assert_eq!(
         r.header("location"),
         Some("/resume"),
         "{r:?} {:?}",
         w.idp.assertion_rejections()
     );
+    let tx = format!(
+        "__Host-handoff_tx={}",
+        r.set_cookie("__Host-handoff_tx").unwrap()
+    );
     let pending = format!("{tx}; _pending={}", r.set_cookie("_pending").unwrap());
-    // Hop 2: out of hops — no assertion, but the session the IdP sets now is bound.
+    // Hop 1, past the transaction's time: no assertion, but the session the IdP
+    // sets now is bound.
+    w.hd.clock.advance_secs(11);
     let r = a.get(&w.hd.url("/resume"), &[("cookie", &pending)]).await;
     assert!(logged_in(&r), "{r:?}");
     let line = r.set_cookie_line("_session").unwrap().to_string();
@@ -96,12 +77,7 @@ async fn a_session_set_after_the_transaction_ran_out_is_still_bound() {
     let session = r.set_cookie("_session").unwrap();
     w.secrets.push(session.clone());
     w.hd.clock.advance_secs(61);
-    let r = a
-        .get(
-            &w.hd.url(AUTHORIZE),
-            &[("cookie", &format!("_session={session}"))],
-        )
-        .await;
+    let r = with_session(&w, &a, &session).await;
     assert!(login_page(&r), "held to its idle limit: {r:?}");
     w.assert_no_leaks();
 }
@@ -111,15 +87,10 @@ async fn a_session_set_after_the_transaction_ran_out_is_still_bound() {
 /// with a refresh token).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_code_exchange_stays_mediated_on_retry() {
-    let mut w = World::with(true, IdpOptions::default(), opts(rules("", ""), "")).await;
+    let mut w = world(true, "").await;
     let a = Client::device_a();
-    let (_, code) = login(&mut w, &a, "alice").await;
-    let form = [
-        ("grant_type", "authorization_code"),
-        ("code", code.as_str()),
-        ("client_id", "web-app"),
-        ("redirect_uri", REDIRECT),
-    ];
+    let (_, code) = w.login(&a, "alice").await;
+    let form = code_exchange(&code);
     w.idp.set_down(true);
     let r = a.post_form(&w.hd.url("/oauth/token"), &form, &[]).await;
     assert_eq!(r.status, 503);
@@ -136,15 +107,10 @@ async fn a_failed_code_exchange_stays_mediated_on_retry() {
 /// mediated the same way.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn path_variants_do_not_escape_mediation() {
-    let mut w = World::with(true, IdpOptions::default(), opts(rules("", ""), "")).await;
+    let mut w = world(true, "").await;
     let a = Client::device_a();
-    let (_, code) = login(&mut w, &a, "alice").await;
-    let form = [
-        ("grant_type", "authorization_code"),
-        ("code", code.as_str()),
-        ("client_id", "web-app"),
-        ("redirect_uri", REDIRECT),
-    ];
+    let (_, code) = w.login(&a, "alice").await;
+    let form = code_exchange(&code);
     let r = a.post_form(&w.hd.url("/OAuth/Token/"), &form, &[]).await;
     // The stand-in's router is strict (404); what matters is that handoff answered
     // it as the token endpoint: mediated, so no refresh token either way.
@@ -165,9 +131,9 @@ async fn path_variants_do_not_escape_mediation() {
 /// (form_post, fragment, JARM, hybrid): the IdP sees no session, ordinary login.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unmediatable_response_modes_get_an_ordinary_login() {
-    let mut w = World::with(true, IdpOptions::default(), opts(rules("", ""), "")).await;
+    let mut w = world(true, "").await;
     let a = Client::device_a();
-    let (s, _) = login(&mut w, &a, "alice").await;
+    let (s, _) = w.login(&a, "alice").await;
     for extra in [
         "&response_mode=form_post",
         "&response_mode=fragment",
@@ -205,10 +171,10 @@ async fn unmediatable_response_modes_get_an_ordinary_login() {
 /// A rule that forbids refresh tokens wins over the client setting that allows them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rule_level_refresh_token_decisions_hold_at_the_token_endpoint() {
-    let r = rules("allow_refresh_token = true", "[[rule]]\nname = \"no refresh tokens\"\nweb_client = [\"web-app\"]\nallow_refresh_token = false\n");
-    let mut w = World::with(true, IdpOptions::default(), opts(r, "")).await;
+    let r = rules_with("allow_refresh_token = true", "[[rule]]\nname = \"no refresh tokens\"\nweb_client = [\"web-app\"]\nallow_refresh_token = false\n");
+    let mut w = World::with(true, IdpOptions::default(), options_with_start(r, "")).await;
     let a = Client::device_a();
-    let (_, code) = login(&mut w, &a, "alice").await;
+    let (_, code) = w.login(&a, "alice").await;
     let r = a
         .post_form(
             &w.hd.url("/oauth/token"),
@@ -236,22 +202,13 @@ async fn rule_level_refresh_token_decisions_hold_at_the_token_endpoint() {
 async fn only_the_configured_forwarding_header_counts() {
     let o = Options {
         server_extra: "trusted_proxies = [\"127.0.0.1/32\"]".into(),
-        ..opts(rules("", ""), "")
+        ..options_with_start(rules_with("", ""), "")
     };
     let mut w = World::with(true, IdpOptions::default(), o).await;
     let proxy = Client::device_a();
     let rt = w.refresh_token("alice");
-    let r = proxy
-        .post_form(
-            &w.hd.url("/oauth/token"),
-            &[
-                ("grant_type", "refresh_token"),
-                ("client_id", "native-app"),
-                ("refresh_token", &rt),
-                ("audience", &w.hd.audience()),
-            ],
-            &[("x-forwarded-for", "198.51.100.7")],
-        )
+    let r = w
+        .mint_with_headers(&proxy, &rt, &[("x-forwarded-for", "198.51.100.7")])
         .await;
     let stt = r.json()["access_token"].as_str().unwrap().to_string();
     w.secrets.push(stt.clone());
@@ -295,7 +252,7 @@ async fn only_the_configured_forwarding_header_counts() {
 /// (fail closed) but does not delete it in the browser (no data loss).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outage_does_not_log_users_out_of_their_browsers() {
-    let mut w = World::with(true, IdpOptions::default(), opts(rules("", ""), "")).await;
+    let mut w = world(true, "").await;
     let a = Client::device_a();
     w.redis.as_mut().unwrap().stop();
     let r = a
@@ -313,18 +270,10 @@ async fn an_outage_does_not_log_users_out_of_their_browsers() {
 /// tombstone (here: only the lineage marker exists).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_lineage_marker_alone_ends_its_sessions() {
-    let mut w = World::with(true, IdpOptions::default(), opts(rules("", ""), "")).await;
+    let mut w = world(true, "").await;
     let a = Client::device_a();
-    let (s, _) = login(&mut w, &a, "alice").await;
-    let hash = handoff::secret::SecretHash::of(s.as_bytes());
-    let lineage =
-        w.hd.h
-            .store
-            .session_by_cookie(&hash)
-            .await
-            .unwrap()
-            .unwrap()
-            .lineage;
+    let (s, _) = w.login(&a, "alice").await;
+    let lineage = w.hd.lineage_of(&s).await;
     let mut c = w.redis.as_ref().unwrap().conn();
     let _: () = redis::cmd("SET")
         .arg(format!("ho:{{{}}}:revoked", lineage.as_str()))
@@ -347,9 +296,9 @@ async fn the_lineage_marker_alone_ends_its_sessions() {
 /// Duplicate session cookies: a dead value hidden behind junk is still found.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_session_cannot_hide_behind_a_duplicate_cookie() {
-    let mut w = World::with(true, IdpOptions::default(), opts(rules("", ""), "")).await;
+    let mut w = world(true, "").await;
     let a = Client::device_a();
-    let (s, _) = login(&mut w, &a, "alice").await;
+    let (s, _) = w.login(&a, "alice").await;
     w.hd.clock.advance_secs(61);
     let r = a
         .get(
@@ -372,29 +321,20 @@ async fn a_dead_session_cannot_hide_behind_a_duplicate_cookie() {
 async fn missing_fingerprint_attributes_never_match() {
     let r = format!(
         "[fingerprint]\nheaders = [\"x-device-id\"]\n{}",
-        rules("", "").replace(
+        rules_with("", "").replace(
             "enforce_device_binding = \"ip\"",
             "enforce_device_binding = \"fingerprint\""
         )
     );
-    let mut w = World::with(true, IdpOptions::default(), opts(r, "")).await;
+    let mut w = World::with(true, IdpOptions::default(), options_with_start(r, "")).await;
     let a = Client::device_a();
     let stt = w.mint(&a, "alice").await;
     assert!(login_page(&w.redeem_cookie(&a, &stt, AUTHORIZE).await));
     assert_eq!(w.redemption("binding_mismatch"), 1);
     // With the attribute on both sides it holds.
     let rt = w.refresh_token("alice");
-    let r = a
-        .post_form(
-            &w.hd.url("/oauth/token"),
-            &[
-                ("grant_type", "refresh_token"),
-                ("client_id", "native-app"),
-                ("refresh_token", &rt),
-                ("audience", &w.hd.audience()),
-            ],
-            &[("x-device-id", "device-1")],
-        )
+    let r = w
+        .mint_with_headers(&a, &rt, &[("x-device-id", "device-1")])
         .await;
     let stt = r.json()["access_token"].as_str().unwrap().to_string();
     w.secrets.extend([
@@ -418,7 +358,7 @@ async fn missing_fingerprint_attributes_never_match() {
 /// is ended too, so the next hop carries no assertion.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_redemption_ends_the_running_transaction() {
-    let mut w = World::with(true, IdpOptions::default(), opts(rules("", ""), "")).await;
+    let mut w = world(true, "").await;
     let a = Client::device_a();
     let stt = w.mint(&a, "alice").await;
     let r = w.redeem_cookie(&a, &stt, "/start?client_id=web-app").await;
@@ -448,7 +388,7 @@ async fn a_failed_redemption_ends_the_running_transaction() {
 /// Admin and CLI-facing: the quick checks of `/rules` still answer during all this.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rules_status_is_json() {
-    let w = World::with(false, IdpOptions::default(), opts(rules("", ""), "")).await;
+    let w = world(false, "").await;
     let v = Client::device_a()
         .get(&w.hd.admin_url("/rules"), &[])
         .await
@@ -472,7 +412,7 @@ fn idp_token_requests(w: &World) -> usize {
 /// JSON or form, and when a repeated `audience` hides it; the IdP sees nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_foreign_session_transfer_audience_is_refused_not_proxied() {
-    let mut w = World::with(true, IdpOptions::default(), opts(rules("", ""), "")).await;
+    let mut w = world(true, "").await;
     let a = Client::device_a();
     let rt = w.refresh_token("alice");
     let url = w.hd.url("/oauth/token");
@@ -536,7 +476,7 @@ async fn a_foreign_session_transfer_audience_is_refused_not_proxied() {
 /// the port; the host matches case-insensitively, with or without the port.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_mint_audience_matches_in_any_case_with_or_without_the_port() {
-    let mut w = World::with(true, IdpOptions::default(), opts(rules("", ""), "")).await;
+    let mut w = world(true, "").await;
     let a = Client::device_a();
     let port = w.hd.addr.port();
     for audience in [
@@ -578,7 +518,7 @@ async fn the_mint_audience_matches_in_any_case_with_or_without_the_port() {
 /// and still mints once the wait is over; the refresh-token keys stay bounded.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chained_mints_from_one_lineage_are_rate_limited_before_the_idp() {
-    let mut w = World::with(true, IdpOptions::default(), opts(rules("", ""), "")).await;
+    let mut w = world(true, "").await;
     let a = Client::device_a();
     let mut rt = w.refresh_token("alice");
     let mut minted = 0;
@@ -648,8 +588,8 @@ async fn mints_from_one_network_are_rate_limited() {
     let mut w = World::with(
         true,
         IdpOptions::default(),
-        opts(
-            rules("", ""),
+        options_with_start(
+            rules_with("", ""),
             "[mint.rate_limit]\nnetwork = { per_minute = 1, burst = 2 }\n",
         ),
     )
@@ -699,7 +639,7 @@ async fn a_replayers_client_id_neither_stops_nor_forces_a_revocation() {
     let mut w = World::with(
         false,
         IdpOptions::default(),
-        opts(rules("revoke_lineage_on_replay = true", lax), ""),
+        options_with_start(rules_with("revoke_lineage_on_replay = true", lax), ""),
     )
     .await;
     let (a, b) = (Client::device_a(), Client::device_b());
@@ -723,7 +663,12 @@ async fn a_replayers_client_id_neither_stops_nor_forces_a_revocation() {
 
     // web-app says no (the default); strict-app would revoke.
     let strict = "[web.\"strict-app\"]\nrevoke_lineage_on_replay = true\n";
-    let mut w = World::with(false, IdpOptions::default(), opts(rules("", strict), "")).await;
+    let mut w = World::with(
+        false,
+        IdpOptions::default(),
+        options_with_start(rules_with("", strict), ""),
+    )
+    .await;
     let stt = w.mint(&a, "alice").await;
     let first = w.redeem_cookie(&a, &stt, AUTHORIZE).await;
     assert!(logged_in(&first));
@@ -759,8 +704,8 @@ async fn a_replayed_backchannel_logout_token_is_refused() {
     let mut w = World::with(
         true,
         IdpOptions::default(),
-        opts(
-            rules("", ""),
+        options_with_start(
+            rules_with("", ""),
             "[backchannel_logout]\naudiences = [\"web-app\"]\n",
         ),
     )
@@ -775,13 +720,13 @@ async fn a_replayed_backchannel_logout_token_is_refused() {
     let claims = json!({"iss": w.idp.issuer(), "aud": "web-app", "iat": now, "jti": "logout-1", "events": event, "sub": "alice"});
     let token = w.idp.sign_jwt(&claims);
 
-    let (s1, _) = login(&mut w, &a, "alice").await;
+    let (s1, _) = w.login(&a, "alice").await;
     let r = a.post_form(&url, &[("logout_token", &token)], &[]).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(login_page(&support::world::with_session(&w, &a, &s1).await));
 
     // The user logs in again; the captured token, replayed, must not end it.
-    let (s2, _) = login(&mut w, &a, "alice").await;
+    let (s2, _) = w.login(&a, "alice").await;
     let r = a.post_form(&url, &[("logout_token", &token)], &[]).await;
     assert_eq!(r.status, 400, "{}", r.body);
     assert_eq!(r.json()["error"], "invalid_request", "{}", r.body);
@@ -816,23 +761,11 @@ async fn a_replayed_backchannel_logout_token_is_refused() {
 /// markers and the sessions' state are all still there.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_memory_store_refuses_writes_past_its_cap_and_keeps_revocations() {
-    let mut w = World::with(
-        false,
-        IdpOptions::default(),
-        opts(rules("", ""), "[store]\nmax_entries = 24\n"),
-    )
-    .await;
+    let mut w = world(false, "[store]\nmax_entries = 24\n").await;
     let a = Client::device_a();
-    let (s, _) = login(&mut w, &a, "alice").await;
+    let (s, _) = w.login(&a, "alice").await;
     let hash = handoff::secret::SecretHash::of(s.as_bytes());
-    let lineage =
-        w.hd.h
-            .store
-            .session_by_cookie(&hash)
-            .await
-            .unwrap()
-            .unwrap()
-            .lineage;
+    let lineage = w.hd.lineage_of(&s).await;
     handoff::revocation::revoke_lineage(&w.hd.h, &lineage, "test")
         .await
         .unwrap();
@@ -862,7 +795,7 @@ async fn the_memory_store_refuses_writes_past_its_cap_and_keeps_revocations() {
 /// at most `ROTATED_REFRESH_TTL`, and the successor keeps the full lifetime.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rotated_out_refresh_token_mapping_expires_soon() {
-    let mut w = World::with(true, IdpOptions::default(), opts(rules("", ""), "")).await;
+    let mut w = world(true, "").await;
     let a = Client::device_a();
     let old = w.refresh_token("alice");
     let r = w.mint_as(&a, "native-app", &old).await;

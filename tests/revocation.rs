@@ -8,34 +8,18 @@ mod support;
 
 use serde_json::json;
 use std::time::{Duration, Instant};
+use support::fixtures;
 use support::handoff::{Options, Running};
 use support::http::{Client, Resp};
 use support::idp::{IdpOptions, TestIdp};
-use support::world::{code_of, logged_in, login_page, with_session, World, AUTHORIZE, REDIRECT};
+use support::world::{logged_in, login_page, with_session, World, AUTHORIZE};
 
 fn rules(allow_refresh: bool) -> String {
-    format!(
-        r#"
-[native."native-app"]
-can_create_session_transfer_token = true
-allowed_web_clients = ["web-app"]
-
-[web."web-app"]
-allowed_authentication_methods = ["cookie", "query"]
-enforce_device_binding = "ip"
-session_absolute = "5m"
-session_idle = "1m"
-allow_refresh_token = {allow_refresh}
-"#
-    )
+    fixtures::rules(&format!("allow_refresh_token = {allow_refresh}"))
 }
 
 fn opts(allow_refresh: bool, extra: &str) -> Options {
-    Options {
-        rules: rules(allow_refresh),
-        extra: extra.to_string(),
-        ..Options::default()
-    }
+    fixtures::options(rules(allow_refresh), extra)
 }
 
 /// A transfer login: returns (native refresh token after the mint, `_session`, authorization code).
@@ -46,37 +30,21 @@ async fn transfer_login(w: &mut World, c: &Client, sub: &str) -> (String, String
     let v = r.json();
     let stt = v["access_token"].as_str().unwrap().to_string();
     let native_rt = v["refresh_token"].as_str().unwrap().to_string();
-    let r = w.redeem_cookie(c, &stt, AUTHORIZE).await;
-    assert!(logged_in(&r), "{r:?}");
-    let session = r.set_cookie("_session").unwrap();
-    let code = code_of(&r);
-    w.secrets.extend([session.clone(), code.clone()]);
+    let (session, code) = w.login_by_transfer(c, &stt).await;
+    w.secrets.push(code.clone());
     (native_rt, session, code)
 }
 
 /// The lineage a bound `_session` cookie belongs to.
 async fn lineage_of(hd: &Running, session: &str) -> String {
-    let hash = handoff::secret::SecretHash::of(session.as_bytes());
-    hd.h.store
-        .session_by_cookie(&hash)
-        .await
-        .unwrap()
-        .expect("a bound session")
-        .lineage
-        .as_str()
-        .to_string()
+    hd.lineage_of(session).await.as_str().to_string()
 }
 
 async fn exchange(w: &mut World, c: &Client, code: &str) -> Resp {
     let r = c
         .post_form(
             &w.hd.url("/oauth/token"),
-            &[
-                ("grant_type", "authorization_code"),
-                ("code", code),
-                ("client_id", "web-app"),
-                ("redirect_uri", REDIRECT),
-            ],
+            &fixtures::code_exchange(code),
             &[],
         )
         .await;

@@ -4,30 +4,15 @@
 
 mod support;
 
+use support::fixtures;
 use support::handoff::Options;
 use support::http::Client;
 use support::idp::IdpOptions;
 use support::world::{logged_in, login_page, with_session, World, AUTHORIZE};
 
 /// web-app sessions: 5 minutes absolute, 1 minute idle.
-const RULES: &str = r#"
-[native."native-app"]
-can_create_session_transfer_token = true
-allowed_web_clients = ["web-app"]
-
-[web."web-app"]
-allowed_authentication_methods = ["cookie", "query"]
-enforce_device_binding = "ip"
-session_absolute = "5m"
-session_idle = "1m"
-"#;
-
 fn opts(extra: &str) -> Options {
-    Options {
-        rules: RULES.into(),
-        extra: format!("[paths]\nredemption = [\"/authorize\", \"/start\"]\n{extra}"),
-        ..Options::default()
-    }
+    fixtures::options_with_start(fixtures::rules(""), extra)
 }
 
 async fn world(redis: bool) -> World {
@@ -49,14 +34,7 @@ fn max_age(line: &str) -> i64 {
 
 /// Logs `sub` in through a cookie redemption; returns the IdP's `_session` value.
 async fn login(w: &mut World, c: &Client, sub: &str) -> String {
-    let stt = w.mint(c, sub).await;
-    let r = w.redeem_cookie(c, &stt, AUTHORIZE).await;
-    assert!(logged_in(&r), "{r:?}");
-    let s = r
-        .set_cookie("_session")
-        .expect("the IdP set its session cookie");
-    w.secrets.push(s.clone());
-    s
+    w.login(c, sub).await.0
 }
 
 /// §2.4: the IdP's session cookie is Secure, HttpOnly, SameSite=Lax, host-only, and
@@ -195,12 +173,18 @@ async fn unbound_session_cookies_pass_untouched() {
 /// IdP sets its session cookie; then it is over.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_login_transaction_spans_hops_and_ends_with_the_session() {
-    let mut w = world(true).await;
+    // Like oidc-provider: the assertion login redirects to a later hop (/resume)
+    // that sets the session cookie.
+    let idp = IdpOptions {
+        defer_session: true,
+        ..IdpOptions::default()
+    };
+    let mut w = World::with(true, idp, opts("")).await;
     let a = Client::device_a();
     let stt = w.mint(&a, "alice").await;
-    // Hop 1: redeemed at /start (the IdP has no such page, and sets no session).
-    let r = w.redeem_cookie(&a, &stt, "/start?client_id=web-app").await;
-    assert_eq!(r.status, 404);
+    // Hop 1: the redemption; the IdP answers with a redirect to /resume.
+    let r = w.redeem_cookie(&a, &stt, AUTHORIZE).await;
+    assert_eq!(r.header("location"), Some("/resume"), "{r:?}");
     let tx_line = r
         .set_cookie_line("__Host-handoff_tx")
         .expect("a transaction cookie")
@@ -210,35 +194,39 @@ async fn the_login_transaction_spans_hops_and_ends_with_the_session() {
     }
     assert!(max_age(&tx_line) <= 120);
     let tx = r.set_cookie("__Host-handoff_tx").unwrap();
+    let pending = r.set_cookie("_pending").unwrap();
     let first = w
-        .idp
-        .requests()
-        .into_iter()
-        .find(|r| r.path() == "/start")
-        .unwrap();
-    let first_assertion = first
-        .header("x-handoff-assertion")
-        .expect("assertion on the redemption hop")
-        .to_string();
-    // Hop 2: /authorize with the transaction cookie only.
-    let cookie = format!("__Host-handoff_tx={tx}");
-    let r = a.get(&w.hd.url(AUTHORIZE), &[("cookie", &cookie)]).await;
-    assert!(logged_in(&r), "{r:?} {:?}", w.idp.assertion_rejections());
-    let second = w
         .idp
         .requests()
         .into_iter()
         .rev()
         .find(|r| r.path() == "/authorize")
         .unwrap();
-    let second_assertion = second.header("x-handoff-assertion").unwrap();
+    let first_assertion = first
+        .header("x-handoff-assertion")
+        .expect("assertion on the redemption hop")
+        .to_string();
+    // Hop 2: where the IdP's answer pointed, with the transaction cookie.
+    let cookie = format!("__Host-handoff_tx={tx}; _pending={pending}");
+    let r = a.get(&w.hd.url("/resume"), &[("cookie", &cookie)]).await;
+    assert!(logged_in(&r), "{r:?} {:?}", w.idp.assertion_rejections());
+    let second = w
+        .idp
+        .requests()
+        .into_iter()
+        .rev()
+        .find(|r| r.path() == "/resume")
+        .unwrap();
+    let second_assertion = second
+        .header("x-handoff-assertion")
+        .expect("assertion on the hop the IdP pointed to");
     assert_ne!(
         first_assertion, second_assertion,
         "a fresh assertion (new jti) per hop"
     );
     assert_eq!(
         second.header("cookie"),
-        None,
+        Some(format!("_pending={pending}").as_str()),
         "the IdP never sees the transaction cookie"
     );
     assert!(
@@ -249,9 +237,51 @@ async fn the_login_transaction_spans_hops_and_ends_with_the_session() {
     );
     assert!(r.set_cookie("_session").is_some());
     // The same transaction cookie again: over, so an ordinary login.
-    let r = a.get(&w.hd.url(AUTHORIZE), &[("cookie", &cookie)]).await;
+    let r = a
+        .get(
+            &w.hd.url(AUTHORIZE),
+            &[("cookie", &format!("__Host-handoff_tx={tx}"))],
+        )
+        .await;
     assert!(login_page(&r), "{r:?}");
     assert_eq!(w.idp.logins().len(), 1);
+    w.secrets.push(tx);
+    w.assert_no_leaks();
+}
+
+/// §2.3: the transaction follows the IdP's own redirect chain. A hop elsewhere —
+/// an interaction another request started, say — carries no assertion (and does
+/// not end the transaction); the hop the IdP pointed to still does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_transaction_asserts_only_where_the_idp_pointed() {
+    let idp = IdpOptions {
+        defer_session: true,
+        ..IdpOptions::default()
+    };
+    let mut w = World::with(true, idp, opts("")).await;
+    let a = Client::device_a();
+    let stt = w.mint(&a, "alice").await;
+    let r = w.redeem_cookie(&a, &stt, AUTHORIZE).await;
+    assert_eq!(r.header("location"), Some("/resume"), "{r:?}");
+    let tx = r.set_cookie("__Host-handoff_tx").unwrap();
+    let pending = r.set_cookie("_pending").unwrap();
+    let cookie = format!("__Host-handoff_tx={tx}");
+    let r = a
+        .get(&w.hd.url("/authorize?client_id=web-app&redirect_uri=https%3A%2F%2Fapp.example%2Fcb&response_type=code&state=other"), &[("cookie", &cookie)])
+        .await;
+    assert!(login_page(&r), "off the chain: no assertion: {r:?}");
+    assert_eq!(w.idp.logins().len(), 1, "only the redemption's login");
+    assert!(
+        r.set_cookie_line("__Host-handoff_tx").is_none(),
+        "not ended"
+    );
+    let r = a
+        .get(
+            &w.hd.url("/resume"),
+            &[("cookie", &format!("{cookie}; _pending={pending}"))],
+        )
+        .await;
+    assert!(logged_in(&r), "{r:?}");
     w.secrets.push(tx);
     w.assert_no_leaks();
 }

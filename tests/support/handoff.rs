@@ -193,6 +193,18 @@ impl Running {
         format!("http://{}{path}", self.admin)
     }
 
+    /// The lineage a bound `_session` cookie belongs to.
+    pub async fn lineage_of(&self, session: &str) -> handoff::secret::LineageId {
+        let hash = handoff::secret::SecretHash::of(session.as_bytes());
+        self.h
+            .store
+            .session_by_cookie(&hash)
+            .await
+            .unwrap()
+            .expect("a bound session")
+            .lineage
+    }
+
     /// The mint audience.
     pub fn audience(&self) -> String {
         self.h.mint_audience.clone()

@@ -3,6 +3,7 @@
 //! address (127.0.0.1 vs 127.0.0.2) to play two different devices.
 #![allow(dead_code)]
 
+pub mod fixtures;
 pub mod handoff;
 pub mod http;
 pub mod idp;

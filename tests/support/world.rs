@@ -3,7 +3,7 @@
 
 use super::handoff::{Options, Running};
 use super::http::{Client, Resp};
-use super::idp::{IdpOptions, TestIdp, LOGIN_PAGE_MARKER};
+use super::idp::{IdpOptions, TestIdp, LOGIN_PAGE_MARKER, SESSION_COOKIE};
 use super::logs;
 use super::redis::RedisServer;
 
@@ -51,6 +51,27 @@ impl World {
     }
 
     pub async fn mint_as(&mut self, c: &Client, client_id: &str, rt: &str) -> Resp {
+        self.mint_request(c, client_id, rt, &[]).await
+    }
+
+    /// A native-app mint with `rt` from `c` carrying `headers` (e.g. as sent through
+    /// a forwarding proxy).
+    pub async fn mint_with_headers(
+        &mut self,
+        c: &Client,
+        rt: &str,
+        headers: &[(&str, &str)],
+    ) -> Resp {
+        self.mint_request(c, "native-app", rt, headers).await
+    }
+
+    async fn mint_request(
+        &mut self,
+        c: &Client,
+        client_id: &str,
+        rt: &str,
+        headers: &[(&str, &str)],
+    ) -> Resp {
         let r = c
             .post_form(
                 &self.hd.url("/oauth/token"),
@@ -60,7 +81,7 @@ impl World {
                     ("refresh_token", rt),
                     ("audience", &self.hd.audience()),
                 ],
-                &[],
+                headers,
             )
             .await;
         if r.status == 200 {
@@ -80,6 +101,25 @@ impl World {
         let r = self.mint_as(c, "native-app", &rt).await;
         assert_eq!(r.status, 200, "mint failed: {}", r.body);
         r.json()["access_token"].as_str().unwrap().to_string()
+    }
+
+    /// A transfer login: mints for `sub` from `c` and redeems the STT by cookie on
+    /// [`AUTHORIZE`], which must log in; returns (the IdP's `_session`, the code).
+    pub async fn login(&mut self, c: &Client, sub: &str) -> (String, String) {
+        let stt = self.mint(c, sub).await;
+        self.login_by_transfer(c, &stt).await
+    }
+
+    /// Redeems `stt` by cookie on [`AUTHORIZE`], which must log in; returns (the
+    /// IdP's `_session`, now one of the secrets, the authorization code).
+    pub async fn login_by_transfer(&mut self, c: &Client, stt: &str) -> (String, String) {
+        let r = self.redeem_cookie(c, stt, AUTHORIZE).await;
+        assert!(logged_in(&r), "{r:?}");
+        let s = r
+            .set_cookie(SESSION_COOKIE)
+            .expect("the IdP set its session cookie");
+        self.secrets.push(s.clone());
+        (s, code_of(&r))
     }
 
     /// GET /authorize with the token in the native app's cookie.

@@ -497,6 +497,45 @@ describe('issue 9: request shapes handoff must not be fooled by (real oidc-provi
     assert.deepEqual(failures, [], `expected the STT never to reach the IdP (invariant 4); got:\n  ${failures.join('\n  ')}`);
   });
 
+  // ---- g. a login transaction finishing an interaction it did not start ----------------
+
+  const basicAuth = (scheme) => `${scheme} ${Buffer.from(`web-app:${WEB_SECRET}`).toString('base64')}`;
+
+  /** The code exchange with client_secret_basic, its scheme spelled `scheme`. */
+  async function exchangeBasic(code, login, scheme) {
+    const t = form({ grant_type: 'authorization_code', code, redirect_uri: WEB_CALLBACK, code_verifier: login.verifier });
+    const res = await request({ url: `${stack.origin}/token`, method: 'POST', body: t.body, headers: { ...t.headers, authorization: basicAuth(scheme) } });
+    let body;
+    try { body = JSON.parse(res.text); } catch { body = res.text; }
+    return { status: res.status, body };
+  }
+
+  // Found by a pentest of the fix: an interaction started by a form_post authorize
+  // outside any transfer, then visited with a running transaction's cookie, must
+  // not be finished by the assertion (the transaction follows the IdP's own
+  // redirect chain only); and an unrecorded code exchanged with a lower-case
+  // `basic` scheme is still mediated.
+  for (const scheme of ['Basic', 'basic']) {
+    test(`g: a login transaction does not finish an interaction it did not start (exchange with "${scheme}")`, async () => {
+      const app = await nativeApp();
+      const b = new Browser({ origin: stack.origin, name: `hijack-${scheme}` });
+      const login = offlineLogin();
+      const r1 = await b.fetch(`/auth?${new URLSearchParams({ ...login.params, response_mode: 'form_post' })}`);
+      assert.equal(r1.status, 303, r1.text);
+      const foreign = r1.headers.location;
+      await plantStt(b, await mint(app));
+      const r2 = await b.fetch(offlineLogin().url);
+      assert.ok(r2.setCookies.some((c) => c.startsWith('__Host-handoff_tx=')), 'the redemption started a transaction');
+      const nav = await b.navigate(foreign);
+      const found = findCode(nav.final, nav.exit);
+      if (found) {
+        const ex = await exchangeBasic(found.code, login, scheme);
+        assert.equal(ex.body.refresh_token, undefined, `a refresh token escaped via ${found.via}: ${JSON.stringify(ex.body).slice(0, 120)}`);
+      }
+      assert.equal(found, undefined, `the foreign interaction was finished by the transaction's assertion (${hopSummary(nav.hops, nav.exit).join(' | ')})`);
+    });
+  }
+
   // ---- f. protocol-relative redirect ------------------------------------------------
 
   test('f: //auth?...&session_transfer_token=... is not answered with a protocol-relative Location', async () => {

@@ -17,10 +17,9 @@
 //! cached — the cookie is treated as expired (fail closed, SPEC §5).
 
 use crate::app::Handoff;
+use crate::labels::SessionEnd;
 use crate::secret::SecretHash;
-use crate::store::WebSession;
-use std::collections::HashMap;
-use std::sync::Mutex;
+use crate::store::{BindOutcome, WebSession};
 
 /// What a session cookie is worth.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,159 +29,25 @@ pub enum Check {
     /// A live transfer session, with the hash of the cookie its current record is under.
     Alive(SecretHash, Box<WebSession>),
     /// Expired or revoked (the reason is a metric label).
-    Dead(&'static str),
+    Dead(SessionEnd),
 }
 
-#[derive(Debug, Clone)]
-struct Cached {
-    session: Option<WebSession>,
-    fetched_ms: u64,
-}
+pub use cache::SessionCache;
 
-/// The local cache of session states, keyed by cookie hash.
-///
-/// Two maps, so that cookies handoff never bound (which anyone can invent by the
-/// thousand) cannot push out the states of real sessions: a negative result never
-/// evicts a positive one. Each map is bounded and makes room by age — entries past
-/// the outage grace (useless even as a last known state) go first, then the oldest
-/// — never by starting over.
-#[derive(Debug, Default)]
-pub struct SessionCache {
-    map: Mutex<HashMap<SecretHash, Cached>>,
-    negative: Mutex<HashMap<SecretHash, Cached>>,
-    /// Entries read before this (ms) are not fresh, whatever their age.
-    invalidated_ms: std::sync::atomic::AtomicU64,
-}
-
-/// Most session states cached (bounded memory: ~300 B each).
-const CACHE_MAX: usize = 100_000;
-/// Most "not bound" results cached.
-const NEGATIVE_MAX: usize = 20_000;
-
-/// Makes room in `m` for one more entry: drops entries older than `keep_ms`, then,
-/// if still full, the oldest one. False when nothing could be dropped.
-fn make_room(m: &mut HashMap<SecretHash, Cached>, max: usize, now_ms: u64, keep_ms: u64) -> bool {
-    if m.len() < max {
-        return true;
-    }
-    m.retain(|_, c| now_ms.saturating_sub(c.fetched_ms) < keep_ms);
-    if m.len() < max {
-        return true;
-    }
-    let oldest = m.iter().min_by_key(|(_, c)| c.fetched_ms).map(|(k, _)| *k);
-    match oldest {
-        Some(k) => {
-            m.remove(&k);
-            true
-        }
-        None => false,
-    }
-}
-
-impl SessionCache {
-    fn get(&self, k: &SecretHash) -> Option<Cached> {
-        let hit = self
-            .map
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(k)
-            .cloned();
-        hit.or_else(|| {
-            self.negative
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .get(k)
-                .cloned()
-        })
-    }
-
-    /// Caches a state read at `now_ms`; `keep_ms` is how long an entry is worth
-    /// keeping at all (the outage grace).
-    fn put(&self, k: SecretHash, session: Option<WebSession>, now_ms: u64, keep_ms: u64) {
-        let entry = Cached {
-            session,
-            fetched_ms: now_ms,
-        };
-        if entry.session.is_some() {
-            self.negative
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&k);
-            let mut m = self.map.lock().unwrap_or_else(|p| p.into_inner());
-            if m.contains_key(&k) || make_room(&mut m, CACHE_MAX, now_ms, keep_ms) {
-                m.insert(k, entry);
-            }
-        } else {
-            self.map
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&k);
-            let mut m = self.negative.lock().unwrap_or_else(|p| p.into_inner());
-            if m.contains_key(&k) || make_room(&mut m, NEGATIVE_MAX, now_ms, keep_ms.min(1_000)) {
-                m.insert(k, entry);
-            }
-        }
-    }
-
-    /// How many states are cached (positive, negative).
-    pub fn len(&self) -> (usize, usize) {
-        (
-            self.map.lock().unwrap_or_else(|p| p.into_inner()).len(),
-            self.negative
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .len(),
-        )
-    }
-
-    /// Whether nothing is cached.
-    pub fn is_empty(&self) -> bool {
-        self.len() == (0, 0)
-    }
-
-    /// Forgets one cookie's state (after a revocation).
-    pub fn forget(&self, k: &SecretHash) {
-        self.map.lock().unwrap_or_else(|p| p.into_inner()).remove(k);
-        self.negative
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(k);
-    }
-
-    /// Stops trusting every entry as fresh (revocations may have been missed), but
-    /// keeps them as last known states for a store outage.
-    pub fn invalidate(&self, now_ms: u64) {
-        self.invalidated_ms
-            .fetch_max(now_ms, std::sync::atomic::Ordering::SeqCst);
-    }
-
-    fn invalidated_ms(&self) -> u64 {
-        self.invalidated_ms
-            .load(std::sync::atomic::Ordering::SeqCst)
-    }
-
-    /// Forgets everything (after a revocation).
-    pub fn clear(&self) {
-        self.map.lock().unwrap_or_else(|p| p.into_inner()).clear();
-        self.negative
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clear();
-    }
-}
+mod cache;
 
 fn grace_ms(h: &Handoff) -> u64 {
     (h.config.session.outage_grace.as_millis() as u64)
         .max(h.config.session.cache_ttl.as_millis() as u64)
 }
 
-fn judge(s: &WebSession, now: u64) -> Option<&'static str> {
+fn judge(s: &WebSession, now: u64) -> Option<SessionEnd> {
     if s.revoked {
-        Some("revoked")
+        Some(SessionEnd::Revoked)
     } else if now >= s.absolute_exp {
-        Some("expired_absolute")
+        Some(SessionEnd::ExpiredAbsolute)
     } else if now >= s.idle_exp() {
-        Some("expired_idle")
+        Some(SessionEnd::ExpiredIdle)
     } else {
         None
     }
@@ -194,7 +59,7 @@ async fn load(
     h: &Handoff,
     cookie: &SecretHash,
     now_ms: u64,
-) -> Result<(Option<WebSession>, bool), &'static str> {
+) -> Result<(Option<WebSession>, bool), SessionEnd> {
     let cfg = &h.config.session;
     let cached = h.sessions.get(cookie);
     let invalidated = h.sessions.invalidated_ms();
@@ -236,7 +101,7 @@ async fn load(
                 }
                 None => {
                     tracing::warn!(error = %e, cookie = ?cookie, "store unavailable and no recent state: treating the session as expired");
-                    Err("store_unavailable")
+                    Err(SessionEnd::StoreUnavailable)
                 }
             }
         }
@@ -292,7 +157,7 @@ pub async fn check(h: &Handoff, cookie: &SecretHash) -> Check {
         (state, from_cache) = match load(h, &key, now_ms).await {
             Ok((Some(s), c)) => (Some(s), c),
             // The successor is gone: nothing current to hold the session to.
-            Ok((None, _)) => return Check::Dead("expired_absolute"),
+            Ok((None, _)) => return Check::Dead(SessionEnd::ExpiredAbsolute),
             Err(reason) => return Check::Dead(reason),
         };
     }
@@ -301,23 +166,23 @@ pub async fn check(h: &Handoff, cookie: &SecretHash) -> Check {
     };
     if s.moved_to.is_some() {
         // More rotations than anyone makes: refuse rather than loop.
-        return Check::Dead("revoked");
+        return Check::Dead(SessionEnd::Revoked);
     }
     if let Some(mut reason) = judge(&s, now) {
-        if from_cache && reason == "expired_idle" {
+        if from_cache && reason == SessionEnd::ExpiredIdle {
             // Another instance may have seen the session used since we cached it.
             if let Ok(Some(newer)) = h.store.session_by_cookie(&key).await {
                 h.sessions
                     .put(key, Some(newer.clone()), now_ms, grace_ms(h));
                 match judge(&newer, now) {
                     None if newer.moved_to.is_none() => return touch(h, &key, newer, now).await,
-                    None => reason = "revoked",
+                    None => reason = SessionEnd::Revoked,
                     Some(r) => reason = r,
                 }
                 s = newer;
             }
         }
-        tracing::info!(sid = %s.sid, lineage = %s.lineage, reason, "web session ended");
+        tracing::info!(sid = %s.sid, lineage = %s.lineage, reason = reason.label(), "web session ended");
         return Check::Dead(reason);
     }
     touch(h, &key, s, now).await
@@ -343,6 +208,208 @@ async fn touch(h: &Handoff, cookie: &SecretHash, mut s: WebSession, now: u64) ->
         h.metrics.session_touches.inc();
     }
     Check::Alive(*cookie, Box::new(s))
+}
+
+/// A live transfer session whose cookie a request carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveSession {
+    /// The IdP's cookie name it came under.
+    pub cookie: String,
+    /// The hash of the cookie its current record is under.
+    pub hash: SecretHash,
+    /// The record.
+    pub session: WebSession,
+}
+
+/// What a request's IdP session cookies are worth (see [`scan_cookies`]).
+#[derive(Debug, Default)]
+pub struct CookieScan {
+    /// Live transfer sessions.
+    pub live: Vec<LiveSession>,
+    /// Names of plain cookies of IdP sessions handoff did not bind.
+    pub unbound: Vec<String>,
+    /// Names that must not reach the IdP.
+    pub strip: Vec<String>,
+    /// Names to expire in the browser (their session is over).
+    pub expire: Vec<String>,
+}
+
+/// Checks every IdP session cookie in `cookie_header`, every way an IdP might read
+/// it ([`crate::cookies::scan_session_cookies`]), all readings in one wait (the
+/// store client pipelines concurrent calls). The dead reading wins; a value in a
+/// non-canonical form no live session explains does not pass; past
+/// `session.max_cookie_occurrences` a name is stripped unread. A dead session is
+/// expired in the browser too — but not when the store merely could not say (a
+/// store outage must not log users out of sessions that may be perfectly good:
+/// SPEC §5).
+pub async fn scan_cookies(h: &Handoff, cookie_header: &[u8]) -> CookieScan {
+    let cfg = &h.config.session;
+    let mut out = CookieScan::default();
+    let scans = crate::cookies::scan_session_cookies(
+        &[cookie_header],
+        &cfg.cookie_names,
+        cfg.max_cookie_occurrences,
+    );
+    let lookups: Vec<(usize, SecretHash)> = scans
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| !s.over_limit)
+        .flat_map(|(i, s)| {
+            s.readings
+                .iter()
+                .map(move |r| (i, SecretHash::of(r.as_bytes())))
+        })
+        .collect();
+    let checks =
+        futures_util::future::join_all(lookups.iter().map(|(_, hash)| check(h, hash))).await;
+    for (i, scan) in scans.iter().enumerate() {
+        let name = scan.name.clone();
+        if scan.over_limit {
+            h.metrics.sessions.with_label_values(&["over_limit"]).inc();
+            tracing::info!(cookie = %name, "too many occurrences of a session cookie: stripped unread");
+            out.strip.push(name);
+            continue;
+        }
+        let mut live: Vec<LiveSession> = Vec::new();
+        let mut dead = None;
+        let mine = lookups.iter().zip(&checks).filter(|((j, _), _)| *j == i);
+        for (_, c) in mine {
+            match c {
+                Check::Unbound => {}
+                Check::Alive(hash, s) if !live.iter().any(|l| l.hash == *hash) => {
+                    live.push(LiveSession {
+                        cookie: name.clone(),
+                        hash: *hash,
+                        session: (**s).clone(),
+                    })
+                }
+                Check::Alive(..) => {}
+                Check::Dead(reason) => {
+                    h.metrics
+                        .sessions
+                        .with_label_values(&[reason.label()])
+                        .inc();
+                    dead.get_or_insert(*reason);
+                }
+            }
+        }
+        if let Some(reason) = dead {
+            if reason != SessionEnd::StoreUnavailable {
+                out.expire.push(name.clone());
+            }
+            out.strip.push(name);
+        } else if !live.is_empty() {
+            out.live.extend(live);
+        } else if scan.canonical {
+            out.unbound.push(name);
+        } else {
+            // No live session explains the value, and some IdP may read it as one
+            // handoff would call dead: it does not pass.
+            h.metrics.sessions.with_label_values(&["ambiguous"]).inc();
+            tracing::info!(cookie = %name, "a session cookie in a non-canonical form was stripped");
+            out.strip.push(name);
+        }
+    }
+    out
+}
+
+/// What became of a session cookie the IdP set.
+#[derive(Debug)]
+pub enum Bind {
+    /// Not a transfer session's: the cookie passes as the IdP set it.
+    NotOurs,
+    /// Bound to a web session (`ends_transaction`: the login transaction's own).
+    Bound {
+        /// The cookie's hash.
+        hash: SecretHash,
+        /// The session record.
+        session: Box<WebSession>,
+        /// It was the login transaction's session (which is now over).
+        ends_transaction: bool,
+    },
+    /// A transfer session handoff cannot hold to its limits: it must not reach the
+    /// browser (lineage revoked, store down).
+    Withhold,
+}
+
+/// Binds an IdP session cookie `name=value` the IdP set: to the login transaction
+/// `tx` when one is running, or — when the IdP replaced the cookie of a bound
+/// session `live` — to that session, carried on (one state, so idle time,
+/// refresh-token bindings and revocation follow whichever cookie is presented).
+pub async fn bind(
+    h: &Handoff,
+    name: &str,
+    value: &str,
+    tx: Option<&crate::transaction::Transaction>,
+    live: &[LiveSession],
+) -> Bind {
+    let hash = SecretHash::of(value.as_bytes());
+    let now = h.clock.now_secs();
+    let (session, txid, previous) = if let Some(tx) = tx {
+        let s = WebSession {
+            sid: tx.sid.clone(),
+            sub: tx.sub.clone(),
+            lineage: tx.lineage.clone(),
+            web_client: tx.web_client.clone(),
+            native_client: tx.native_client.clone(),
+            created: now,
+            absolute_exp: tx.absolute_exp,
+            idle_secs: tx.idle_secs,
+            last_seen: now,
+            ip: tx.ip,
+            revoked: false,
+            moved_to: None,
+            refresh: tx.refresh,
+        };
+        (s, Some(tx.txid.clone()), None)
+    } else if let Some(l) = live.iter().find(|l| l.cookie == name && l.hash != hash) {
+        let carried = WebSession {
+            last_seen: now,
+            moved_to: None,
+            ..l.session.clone()
+        };
+        (carried, None, Some(l.hash))
+    } else {
+        return Bind::NotOurs;
+    };
+    let bound = h
+        .store
+        .bind_session(&session, &hash, txid.as_deref(), h.config.session.retention)
+        .await;
+    match bound {
+        Ok(BindOutcome::Bound) => {
+            if let Some(old) = previous {
+                if let Err(e) = h.store.move_session(&old, &hash).await {
+                    tracing::warn!(error = %e, sid = %session.sid, "could not point the old session cookie at the new one");
+                }
+                h.sessions.forget(&old);
+            }
+            h.metrics.sessions.with_label_values(&["bound"]).inc();
+            tracing::info!(sid = %session.sid, lineage = %session.lineage, cookie = name, absolute_exp = session.absolute_exp, "web session bound");
+            Bind::Bound {
+                hash,
+                session: Box::new(session),
+                ends_transaction: txid.is_some(),
+            }
+        }
+        Ok(BindOutcome::LineageRevoked) => {
+            h.metrics.sessions.with_label_values(&["revoked"]).inc();
+            tracing::warn!(sid = %session.sid, lineage = %session.lineage, "session not bound: lineage revoked");
+            Bind::Withhold
+        }
+        Err(e) => {
+            h.metrics
+                .store_errors
+                .with_label_values(&["bind_session"])
+                .inc();
+            h.metrics
+                .sessions
+                .with_label_values(&["store_unavailable"])
+                .inc();
+            tracing::error!(error = %e, sid = %session.sid, "session not bound: store unavailable; the IdP cookie is withheld");
+            Bind::Withhold
+        }
+    }
 }
 
 /// Revokes a session now (store and local cache).
@@ -384,53 +451,15 @@ mod tests {
     }
 
     #[test]
-    fn unbound_floods_never_evict_live_states() {
-        let c = SessionCache::default();
-        let live = SecretHash::of(b"live");
-        c.put(live, Some(session(0, 60, 1000)), 1_000, 30_000);
-        for i in 0..(NEGATIVE_MAX + 500) {
-            c.put(
-                SecretHash::of(format!("junk{i}").as_bytes()),
-                None,
-                1_000 + i as u64,
-                30_000,
-            );
-        }
-        assert!(
-            c.get(&live).and_then(|e| e.session).is_some(),
-            "the live state survived"
-        );
-        let (pos, neg) = c.len();
-        assert_eq!(pos, 1);
-        assert!(neg <= NEGATIVE_MAX, "{neg}");
-    }
-
-    #[test]
-    fn a_full_cache_makes_room_by_age() {
-        let mut m = HashMap::new();
-        for i in 0..10u64 {
-            m.insert(
-                SecretHash::of(&i.to_be_bytes()),
-                Cached {
-                    session: None,
-                    fetched_ms: i,
-                },
-            );
-        }
-        assert!(make_room(&mut m, 10, 100, 1_000));
-        assert_eq!(m.len(), 9, "one entry, the oldest, made room");
-        assert!(!m.contains_key(&SecretHash::of(&0u64.to_be_bytes())));
-        assert!(make_room(&mut m, 9, 2_000, 1_000));
-        assert!(m.is_empty(), "stale entries go first");
-    }
-
-    #[test]
     fn limits() {
         assert_eq!(judge(&session(100, 60, 1000), 159), None);
-        assert_eq!(judge(&session(100, 60, 1000), 160), Some("expired_idle"));
+        assert_eq!(
+            judge(&session(100, 60, 1000), 160),
+            Some(SessionEnd::ExpiredIdle)
+        );
         assert_eq!(
             judge(&session(990, 60, 1000), 1000),
-            Some("expired_absolute")
+            Some(SessionEnd::ExpiredAbsolute)
         );
         assert_eq!(session(990, 60, 1000).expires_at(), 1000);
         assert_eq!(
@@ -441,7 +470,7 @@ mod tests {
                 },
                 101
             ),
-            Some("revoked")
+            Some(SessionEnd::Revoked)
         );
     }
 }
