@@ -228,6 +228,13 @@ impl Handoff {
             .expect("JWKS serializes")
             .into();
         let idp = IdpClient::new(&config, clock.clone())?;
+        let metrics = Metrics::new();
+        // Every store call goes through the one metered seam.
+        let store: Arc<dyn Store> = Arc::new(crate::store::metered::Metered::new(
+            store,
+            metrics.store_latency.clone(),
+            metrics.store_errors.clone(),
+        ));
         let sessions = Arc::new(SessionCache::default());
         let cache = sessions.clone();
         let cache_clock = clock.clone();
@@ -255,7 +262,7 @@ impl Handoff {
             sessions: sessions.clone(),
             jwks_json,
             idp,
-            metrics: Metrics::new(),
+            metrics,
             clock,
         }))
     }

@@ -88,10 +88,6 @@ async fn load(
             Ok((s, false))
         }
         Err(e) => {
-            h.metrics
-                .store_errors
-                .with_label_values(&["session_by_cookie"])
-                .inc();
             match cached.filter(|c| {
                 now_ms.saturating_sub(c.fetched_ms) < cfg.outage_grace.as_millis() as u64
             }) {
@@ -198,10 +194,6 @@ async fn touch(h: &Handoff, cookie: &SecretHash, mut s: WebSession, now: u64) ->
                 .put(*cookie, Some(s.clone()), h.clock.now_ms(), grace_ms(h)),
             Err(e) => {
                 // Not fatal: the session is alive; the next request tries again.
-                h.metrics
-                    .store_errors
-                    .with_label_values(&["touch_session"])
-                    .inc();
                 tracing::debug!(error = %e, "could not record session use");
             }
         }
@@ -398,10 +390,6 @@ pub async fn bind(
             Bind::Withhold
         }
         Err(e) => {
-            h.metrics
-                .store_errors
-                .with_label_values(&["bind_session"])
-                .inc();
             h.metrics
                 .sessions
                 .with_label_values(&["store_unavailable"])
