@@ -563,6 +563,17 @@ impl Report {
         s
     }
 
+    /// Writes [`Report::json`] to `path` and says where.
+    pub fn write_json(&self, path: &std::path::Path, local: bool) -> Result<(), String> {
+        std::fs::write(
+            path,
+            serde_json::to_string_pretty(&self.json(local)).unwrap_or_default(),
+        )
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+        println!("\nJSON: {}", path.display());
+        Ok(())
+    }
+
     /// The JSON document.
     pub fn json(&self, local: bool) -> Value {
         let targets: Vec<Value> = if local {
