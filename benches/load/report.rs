@@ -547,11 +547,7 @@ fn pass_p99(r: &Report, levels: &[usize]) -> TargetCheck {
         met: Some(d <= 0.25),
         detail: format!(
             "largest Δp99 {d:+.3} ms (at {c} conns){}",
-            if d > 0.25 {
-                format!(": missed by {:.3} ms", d - 0.25)
-            } else {
-                String::new()
-            }
+            over(d > 0.25, d - 0.25, 3, " ms")
         ),
     }
 }
@@ -608,11 +604,7 @@ fn redeem_round_trips(r: &Report, _levels: &[usize]) -> TargetCheck {
             t.per_request(),
             t.commands_per_request(),
             t.requests,
-            if t.per_request() > 1.0 {
-                format!(": missed by {:.2}", t.per_request() - 1.0)
-            } else {
-                String::new()
-            }
+            over(t.per_request() > 1.0, t.per_request() - 1.0, 2, "")
         ),
     }
 }
@@ -628,11 +620,7 @@ fn mint_cost(r: &Report, _levels: &[usize]) -> TargetCheck {
         met: Some(own < 100.0),
         detail: format!(
             "p50(mint) − p50(IdP grant) = {own:.0} µs at {c} conn(s){}; handoff CPU {cpu:.0} µs/mint",
-            if own >= 100.0 {
-                format!(": missed by {:.0} µs", own - 100.0)
-            } else {
-                String::new()
-            }
+            over(own >= 100.0, own - 100.0, 0, " µs")
         ),
     }
 }
@@ -675,11 +663,7 @@ fn rss_at_1000(r: &Report, _levels: &[usize]) -> TargetCheck {
             f(idle_base),
             f(inflight),
             f(inflight_base),
-            if worst >= 64.0 {
-                format!(": missed by {:.1} MiB", worst - 64.0)
-            } else {
-                String::new()
-            }
+            over(worst >= 64.0, worst - 64.0, 1, " MiB")
         ),
     }
 }
@@ -697,11 +681,7 @@ fn redis_memory_per_stt(r: &Report, _levels: &[usize]) -> TargetCheck {
             "mean {:.0} B over {} keys{}",
             m.mean,
             m.keys,
-            if m.mean >= 300.0 {
-                format!(": missed by {:.0} B", m.mean - 300.0)
-            } else {
-                String::new()
-            }
+            over(m.mean >= 300.0, m.mean - 300.0, 0, " B")
         ),
     }
 }
@@ -766,6 +746,15 @@ fn miss(r: f64, goal: f64) -> String {
             goal - r,
             (goal - r) / goal * 100.0
         )
+    } else {
+        String::new()
+    }
+}
+
+/// `: missed by <by><unit>` when `missed`, else nothing.
+fn over(missed: bool, by: f64, precision: usize, unit: &str) -> String {
+    if missed {
+        format!(": missed by {by:.precision$}{unit}")
     } else {
         String::new()
     }
