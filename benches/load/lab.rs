@@ -488,6 +488,10 @@ fn handoff_config(
          {store}\n\
          [assertion]\nissuer = \"https://127.0.0.1:{port}/handoff\"\naudience = \"bench-idp\"\nkey_file = \"assertion.der\"\n\n\
          [rules]\nfile = \"rules.toml\"\n\n\
+         # A load generator mints from one address and one login at thousands a\n\
+         # second: the per-instance mint limits are off here (they are tested in\n\
+         # tests/hardening.rs).\n\
+         [mint.rate_limit]\nlineage = {{ per_minute = 0 }}\nclient = {{ per_minute = 0 }}\nnetwork = {{ per_minute = 0 }}\n\n\
          [admin]\nlisten = \"127.0.0.1:{admin}\"\n{session}"
     )
 }
