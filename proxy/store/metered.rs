@@ -54,8 +54,11 @@ impl Store for Metered {
         &self,
         token: &SecretHash,
     ) -> Result<Option<RefreshTokenInfo>, StoreError> {
-        self.run(StoreOp::RefreshTokenInfo, self.inner.refresh_token_info(token))
-            .await
+        self.run(
+            StoreOp::RefreshTokenInfo,
+            self.inner.refresh_token_info(token),
+        )
+        .await
     }
 
     async fn record_mint(
@@ -65,7 +68,9 @@ impl Store for Metered {
         refresh_tokens: &[SecretHash],
         refresh_ttl: Duration,
     ) -> Result<MintWrite, StoreError> {
-        let f = self.inner.record_mint(stt, ctx, refresh_tokens, refresh_ttl);
+        let f = self
+            .inner
+            .record_mint(stt, ctx, refresh_tokens, refresh_ttl);
         self.run(StoreOp::RecordMint, f).await
     }
 
@@ -79,17 +84,27 @@ impl Store for Metered {
         self.run(StoreOp::Consume, f).await
     }
 
-    async fn revoke_lineage(&self, lineage: &LineageId, ttl: Duration) -> Result<usize, StoreError> {
-        self.run(StoreOp::RevokeLineage, self.inner.revoke_lineage(lineage, ttl))
-            .await
+    async fn revoke_lineage(
+        &self,
+        lineage: &LineageId,
+        ttl: Duration,
+    ) -> Result<usize, StoreError> {
+        self.run(
+            StoreOp::RevokeLineage,
+            self.inner.revoke_lineage(lineage, ttl),
+        )
+        .await
     }
 
     async fn lineage_sessions(
         &self,
         lineage: &LineageId,
     ) -> Result<Vec<(SecretHash, WebSession)>, StoreError> {
-        self.run(StoreOp::LineageSessions, self.inner.lineage_sessions(lineage))
-            .await
+        self.run(
+            StoreOp::LineageSessions,
+            self.inner.lineage_sessions(lineage),
+        )
+        .await
     }
 
     async fn subject_lineages(&self, sub: &str) -> Result<Vec<LineageId>, StoreError> {
@@ -108,7 +123,8 @@ impl Store for Metered {
     }
 
     async fn take_code(&self, code: &SecretHash) -> Result<Option<CodeRecord>, StoreError> {
-        self.run(StoreOp::TakeCode, self.inner.take_code(code)).await
+        self.run(StoreOp::TakeCode, self.inner.take_code(code))
+            .await
     }
 
     async fn record_refresh_token(
@@ -146,8 +162,11 @@ impl Store for Metered {
     }
 
     async fn is_lineage_revoked(&self, lineage: &LineageId) -> Result<bool, StoreError> {
-        self.run(StoreOp::IsLineageRevoked, self.inner.is_lineage_revoked(lineage))
-            .await
+        self.run(
+            StoreOp::IsLineageRevoked,
+            self.inner.is_lineage_revoked(lineage),
+        )
+        .await
     }
 
     async fn tx_hop(
@@ -172,14 +191,27 @@ impl Store for Metered {
         self.run(StoreOp::BindSession, f).await
     }
 
-    async fn session_by_cookie(&self, cookie: &SecretHash) -> Result<Option<WebSession>, StoreError> {
-        self.run(StoreOp::SessionByCookie, self.inner.session_by_cookie(cookie))
-            .await
+    async fn session_by_cookie(
+        &self,
+        cookie: &SecretHash,
+    ) -> Result<Option<WebSession>, StoreError> {
+        self.run(
+            StoreOp::SessionByCookie,
+            self.inner.session_by_cookie(cookie),
+        )
+        .await
     }
 
-    async fn touch_session(&self, cookie: &SecretHash, session: &WebSession) -> Result<(), StoreError> {
-        self.run(StoreOp::TouchSession, self.inner.touch_session(cookie, session))
-            .await
+    async fn touch_session(
+        &self,
+        cookie: &SecretHash,
+        session: &WebSession,
+    ) -> Result<(), StoreError> {
+        self.run(
+            StoreOp::TouchSession,
+            self.inner.touch_session(cookie, session),
+        )
+        .await
     }
 
     async fn move_session(&self, old: &SecretHash, new: &SecretHash) -> Result<(), StoreError> {
@@ -187,12 +219,23 @@ impl Store for Metered {
             .await
     }
 
-    async fn revoke_session(&self, cookie: &SecretHash, session: &WebSession) -> Result<(), StoreError> {
-        self.run(StoreOp::RevokeSession, self.inner.revoke_session(cookie, session))
-            .await
+    async fn revoke_session(
+        &self,
+        cookie: &SecretHash,
+        session: &WebSession,
+    ) -> Result<(), StoreError> {
+        self.run(
+            StoreOp::RevokeSession,
+            self.inner.revoke_session(cookie, session),
+        )
+        .await
     }
 
-    async fn expire_refresh_token(&self, token: &SecretHash, ttl: Duration) -> Result<(), StoreError> {
+    async fn expire_refresh_token(
+        &self,
+        token: &SecretHash,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
         let f = self.inner.expire_refresh_token(token, ttl);
         self.run(StoreOp::ExpireRefreshToken, f).await
     }
