@@ -4,12 +4,11 @@
 //! nginx — and fresh copies of the proxies for the RSS point.
 
 use crate::client::Mode;
-use crate::measure::tokio_rt;
-use crate::measure::COUNTERS;
 use crate::procs::{self, free_port, Proc, Stop};
 use crate::report::Report;
 use crate::requests::Pool;
 use crate::settings::{loop_header, Settings, MAX_RUN};
+use crate::settings::{tokio_rt, COUNTERS};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

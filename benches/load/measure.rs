@@ -6,7 +6,7 @@ use crate::client::{self, Engine, Gen, Mode, Outcome, Plan, Window};
 use crate::lab::{Handoff, Lab};
 use crate::procs::{self, Proc, RedisProbe};
 use crate::report::{self, Point, RoundTrips};
-use crate::scenarios::mint_gen;
+use crate::requests::{Pool, TokenGrant};
 use crate::settings::open_rate;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -29,14 +29,6 @@ pub struct Run<'a> {
     /// Overrides the run's loop mode.
     pub mode: Option<Mode>,
 }
-
-/// handoff's counters worth watching during a point.
-pub const COUNTERS: &[&str] = &[
-    "handoff_mints_total",
-    "handoff_redemptions_total",
-    "handoff_sessions_total",
-    "handoff_store_errors_total",
-];
 
 /// Snapshots at the edges of the measured window.
 struct Snaps<'a> {
@@ -350,17 +342,11 @@ impl Lab {
     }
 }
 
-/// A tokio runtime for the load client: current-thread for one thread.
-pub fn tokio_rt(threads: usize) -> Result<tokio::runtime::Runtime, String> {
-    if threads <= 1 {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(threads)
-            .enable_all()
-            .build()
-    }
-    .map_err(|e| e.to_string())
+/// A native app's mint at `h`, its tokens kept in `pool`.
+pub fn mint_gen(h: &Handoff, pool: &Arc<Pool>) -> Arc<dyn Gen> {
+    Arc::new(TokenGrant {
+        host: h.host(),
+        audience: Some(h.audience()),
+        pool: Some(pool.clone()),
+    })
 }

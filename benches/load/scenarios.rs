@@ -6,7 +6,7 @@
 
 use crate::client::{Gen, Mode};
 use crate::lab::{Fresh, Handoff, Lab};
-use crate::measure::Run;
+use crate::measure::{mint_gen, Run};
 use crate::procs::{Proc, RedisProbe};
 use crate::report::{self, Point, Report, StoreMemory};
 use crate::requests::{browser_get, Pool, Redeem, SessionReq, StaticReq, TokenGrant};
@@ -132,15 +132,6 @@ fn page(host: String, addr: SocketAddr) -> Target {
         needle: None,
     });
     (addr, gen)
-}
-
-/// A native app's mint at `h`, its tokens kept in `pool`.
-pub fn mint_gen(h: &Handoff, pool: &Arc<Pool>) -> Arc<dyn Gen> {
-    Arc::new(TokenGrant {
-        host: h.host(),
-        audience: Some(h.audience()),
-        pool: Some(pool.clone()),
-    })
 }
 
 /// A browser redeeming the tokens of `pool` at `h`.

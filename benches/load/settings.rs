@@ -213,3 +213,26 @@ pub fn target_dir() -> PathBuf {
         .and_then(|p| p.parent()?.parent()?.parent().map(Path::to_path_buf))
         .unwrap_or_else(|| PathBuf::from("target"))
 }
+
+/// handoff's counters worth watching during a point.
+pub const COUNTERS: &[&str] = &[
+    "handoff_mints_total",
+    "handoff_redemptions_total",
+    "handoff_sessions_total",
+    "handoff_store_errors_total",
+];
+
+/// A tokio runtime for the load client: current-thread for one thread.
+pub fn tokio_rt(threads: usize) -> Result<tokio::runtime::Runtime, String> {
+    if threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_all()
+            .build()
+    }
+    .map_err(|e| e.to_string())
+}

@@ -140,7 +140,7 @@ impl TargetPlan {
 pub fn run(args: &Args) -> Result<bool, String> {
     let s = Settings::from(args)?;
     let tp = TargetPlan::from(args, &s)?;
-    let rt = crate::measure::tokio_rt(args.client_threads)?;
+    let rt = crate::settings::tokio_rt(args.client_threads)?;
     let ticks = procs::clock_ticks() as f64;
     let mut report = Report {
         header: format!(

@@ -34,7 +34,7 @@ pub enum Check {
 
 pub use cache::SessionCache;
 
-mod cache;
+pub mod cache;
 
 fn grace_ms(h: &Handoff) -> u64 {
     (h.config.session.outage_grace.as_millis() as u64)
@@ -398,20 +398,6 @@ pub async fn bind(
             Bind::Withhold
         }
     }
-}
-
-/// Revokes a session now (store and local cache).
-pub async fn revoke(
-    h: &Handoff,
-    cookie: &SecretHash,
-    s: &WebSession,
-) -> Result<(), crate::store::StoreError> {
-    h.store.revoke_session(cookie, s).await?;
-    h.sessions.forget(cookie);
-    if let Err(e) = h.store.publish_revocation().await {
-        tracing::warn!(error = %e, "could not announce a revocation");
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -23,7 +23,7 @@
 
 pub use state::{Transaction, TxCookie, TxKey, TxState};
 
-mod state;
+pub mod state;
 
 use crate::app::Handoff;
 use crate::redeem::Redeemed;
