@@ -10,11 +10,11 @@ use crate::config::{Config, SigningKey, StoreConfig};
 use crate::idp::IdpClient;
 use crate::jws::Signer;
 use crate::metrics::Metrics;
-use crate::session::SessionCache;
+use crate::session::cache::SessionCache;
 use crate::store::memory::MemoryStore;
 use crate::store::redis::RedisStore;
 use crate::store::Store;
-use crate::transaction::TxKey;
+use crate::transaction::state::TxKey;
 use arc_swap::ArcSwap;
 use handoff_rules::{AsnTable, Policy};
 use std::sync::Arc;
@@ -232,6 +232,13 @@ impl Handoff {
             .expect("JWKS serializes")
             .into();
         let idp = IdpClient::new(&config, clock.clone())?;
+        let metrics = Metrics::new();
+        // Every store call goes through the one metered seam.
+        let store: Arc<dyn Store> = Arc::new(crate::store::metered::Metered::new(
+            store,
+            metrics.store_latency.clone(),
+            metrics.store_errors.clone(),
+        ));
         let sessions = Arc::new(SessionCache::default());
         let cache = sessions.clone();
         let cache_clock = clock.clone();
@@ -261,7 +268,7 @@ impl Handoff {
             sessions: sessions.clone(),
             jwks_json,
             idp,
-            metrics: Metrics::new(),
+            metrics,
             clock,
         }))
     }

@@ -120,10 +120,6 @@ pub async fn logout(h: &Handoff, params: &TokenParams) -> (u16, Value) {
             return bad("the logout_token has already been used");
         }
         Err(e) => {
-            h.metrics
-                .store_errors
-                .with_label_values(&["remember_once"])
-                .inc();
             tracing::error!(error = %e, "back-channel logout: store unavailable");
             return (503, json!({"error": "temporarily_unavailable"}));
         }

@@ -84,3 +84,74 @@ impl SessionEnd {
         }
     }
 }
+
+/// A store operation (the `op` label of `handoff_store_seconds` and
+/// `handoff_store_errors_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[allow(missing_docs)]
+pub enum StoreOp {
+    RefreshTokenInfo,
+    RecordMint,
+    Consume,
+    RevokeLineage,
+    LineageSessions,
+    SubjectLineages,
+    RecordCode,
+    TakeCode,
+    RecordRefreshToken,
+    LinkIdpSession,
+    IdpSession,
+    PublishRevocation,
+    IsLineageRevoked,
+    TxHop,
+    BindSession,
+    SessionByCookie,
+    TouchSession,
+    MoveSession,
+    RevokeSession,
+    ExpireRefreshToken,
+    RememberOnce,
+    ForgetOnce,
+    HoldWithheld,
+    WithheldTokens,
+    DropWithheld,
+    ScheduleWithheld,
+    ClaimWithheldDue,
+    Ping,
+}
+
+impl StoreOp {
+    /// The metric label (the `Store` method's name; `consume` for the STT consume).
+    pub fn label(self) -> &'static str {
+        match self {
+            StoreOp::RefreshTokenInfo => "refresh_token_info",
+            StoreOp::RecordMint => "record_mint",
+            StoreOp::Consume => "consume",
+            StoreOp::RevokeLineage => "revoke_lineage",
+            StoreOp::LineageSessions => "lineage_sessions",
+            StoreOp::SubjectLineages => "subject_lineages",
+            StoreOp::RecordCode => "record_code",
+            StoreOp::TakeCode => "take_code",
+            StoreOp::RecordRefreshToken => "record_refresh_token",
+            StoreOp::LinkIdpSession => "link_idp_session",
+            StoreOp::IdpSession => "idp_session",
+            StoreOp::PublishRevocation => "publish_revocation",
+            StoreOp::IsLineageRevoked => "is_lineage_revoked",
+            StoreOp::TxHop => "tx_hop",
+            StoreOp::BindSession => "bind_session",
+            StoreOp::SessionByCookie => "session_by_cookie",
+            StoreOp::TouchSession => "touch_session",
+            StoreOp::MoveSession => "move_session",
+            StoreOp::RevokeSession => "revoke_session",
+            StoreOp::ExpireRefreshToken => "expire_refresh_token",
+            StoreOp::RememberOnce => "remember_once",
+            StoreOp::ForgetOnce => "forget_once",
+            StoreOp::HoldWithheld => "hold_withheld",
+            StoreOp::WithheldTokens => "withheld_tokens",
+            StoreOp::DropWithheld => "drop_withheld",
+            StoreOp::ScheduleWithheld => "schedule_withheld",
+            StoreOp::ClaimWithheldDue => "claim_withheld_due",
+            StoreOp::Ping => "ping",
+        }
+    }
+}

@@ -8,6 +8,8 @@
 //! request phases in [`gateway`]; state lives behind the [`store::Store`] trait;
 //! policy comes from the rules file (`handoff-rules`). SPEC.md is the contract.
 
+#![warn(missing_docs)]
+
 pub mod admin;
 pub mod app;
 pub mod assertion;

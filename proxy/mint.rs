@@ -461,10 +461,6 @@ async fn mint_inner(
     let presented = refresh_token.hash();
     let lineage = match h.store.refresh_token_info(&presented).await {
         Err(e) => {
-            h.metrics
-                .store_errors
-                .with_label_values(&["refresh_token_info"])
-                .inc();
             tracing::warn!(error = %e, "mint: store unavailable");
             return MintAnswer::error(unavailable("the session store is unavailable"), None);
         }
@@ -605,10 +601,6 @@ async fn mint_inner(
         .await
     {
         Err(e) => {
-            h.metrics
-                .store_errors
-                .with_label_values(&["record_mint"])
-                .inc();
             tracing::warn!(error = %e, "mint: store unavailable");
             return MintAnswer::error(
                 unavailable("the session store is unavailable"),

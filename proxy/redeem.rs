@@ -197,7 +197,6 @@ async fn redeem_inner(h: &Handoff, p: &Presented<'_>) -> Outcome {
     {
         Ok(c) => c,
         Err(e) => {
-            h.metrics.store_errors.with_label_values(&["consume"]).inc();
             tracing::warn!(error = %e, token = %token, "redemption: store unavailable");
             return Outcome::Fallback(Fallback::StoreUnavailable);
         }

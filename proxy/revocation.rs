@@ -4,8 +4,9 @@
 //! change the store (lineage marker, session tombstones), forget the local cache,
 //! announce it to the other instances over pub/sub, whose caches then forget
 //! too, and schedule the revocation at the IdP of the refresh tokens handoff
-//! withheld from the ended sessions ([`crate::withheld`]). The cache's own freshness bound (`session.cache_ttl`, ≤ 1 s) is the
-//! backstop when an announcement is lost.
+//! withheld from the ended sessions ([`crate::withheld`]). The cache's own
+//! freshness bound (`session.cache_ttl`, ≤ 1 s) is the backstop when an
+//! announcement is lost.
 
 use crate::app::{Handoff, LINEAGE_TTL};
 use crate::secret::{LineageId, SecretHash};

@@ -151,10 +151,6 @@ async fn code_grant(h: &Handoff, params: &TokenParams, code: &str, f: &Forward<'
         Ok(Some(r)) => r,
         Ok(None) => return unrecorded_code_grant(h, params, f).await,
         Err(e) => {
-            h.metrics
-                .store_errors
-                .with_label_values(&["take_code"])
-                .inc();
             tracing::warn!(error = %e, "token mediation: store unavailable");
             return unavailable();
         }
@@ -294,10 +290,6 @@ async fn code_grant(h: &Handoff, params: &TokenParams, code: &str, f: &Forward<'
             .record_refresh_token(&rt.hash(), &info, LINEAGE_TTL)
             .await
         {
-            h.metrics
-                .store_errors
-                .with_label_values(&["record_refresh_token"])
-                .inc();
             tracing::error!(error = %e, "token mediation: could not record the web refresh token");
             if !info.denied {
                 // Unrecorded, it could not be held to its session: do not hand it out.
@@ -603,10 +595,6 @@ pub async fn track_code(
             // An unrecorded code's token response would escape mediation (a refresh
             // token could reach the web app): the code must not reach the app. It
             // gets an RFC 6749 error redirect instead, state kept.
-            h.metrics
-                .store_errors
-                .with_label_values(&["record_code"])
-                .inc();
             tracing::error!(error = %e, sid = %rec.sid, "could not record an authorization code of a transfer session; withholding it");
             Some(withhold_code(location))
         }
@@ -837,10 +825,6 @@ async fn refresh_grant(h: &Handoff, params: &TokenParams, rt: &Secret, f: &Forwa
         Ok(Some(i)) => i,
         Ok(None) => return unrecorded_refresh_grant(h, params, rt, f).await,
         Err(e) => {
-            h.metrics
-                .store_errors
-                .with_label_values(&["refresh_token_info"])
-                .inc();
             tracing::warn!(error = %e, "token mediation: store unavailable");
             return unavailable();
         }

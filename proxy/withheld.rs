@@ -265,10 +265,6 @@ pub async fn hold(
         h.store.schedule_withheld(lineage, due).await
     };
     if let Err(e) = kept.await {
-        h.metrics
-            .store_errors
-            .with_label_values(&["hold_withheld"])
-            .inc();
         tracing::warn!(error = %e, %lineage, sid, "could not keep a withheld refresh token: store unavailable; revoked now");
         revoke_in_background(h, web_client, rt);
         return;

@@ -240,69 +240,89 @@ async fn worker(id: usize, plan: &Plan, s: &Shared) -> WorkerOut {
         if let (Some(d), Some(i)) = (due.as_mut(), interval) {
             *d += i;
         }
-        let result = match &plan.engine {
-            Engine::Raw(addr) => {
-                match tokio::time::timeout(
-                    REQUEST_TIMEOUT,
-                    raw_exchange(&mut conn, *addr, &req, &mut buf),
-                )
-                .await
-                {
-                    Ok(Ok(a)) => {
-                        if a.close {
-                            conn = None;
-                        }
-                        let good = plan.gen.check(a.status, &buf[..a.head_end], a.body(&buf));
-                        Ok((good, a.status))
-                    }
-                    Ok(Err(e)) => Err(e),
-                    Err(_) => Err("timed out".to_string()),
-                }
-            }
-            Engine::Hyper {
-                client,
-                uri,
-                headers,
-            } => tokio::time::timeout(REQUEST_TIMEOUT, hyper_exchange(client, uri, headers))
-                .await
-                .unwrap_or_else(|_| Err("timed out".into()))
-                .map(|(status, head, body)| (plan.gen.check(status, &head, &body), status)),
-        };
+        let result = exchange(plan, &mut conn, &req, &mut buf).await;
         let t1 = Instant::now();
         let failed = result.is_err();
         if failed {
             conn = None;
         }
-        if t1 >= s.measure_from && t1 <= s.end {
-            out.latencies.push((t1 - t0).as_nanos() as u64);
-            out.last_done = Some(t1);
-            match result {
-                Ok((true, _)) => out.ok += 1,
-                Ok((false, status)) => {
-                    out.errors += 1;
-                    if out.first_error.is_none() {
-                        out.first_error = Some(format!("unexpected answer: HTTP {status}"));
-                    }
-                }
-                Err(e) => {
-                    out.errors += 1;
-                    if out.first_error.is_none() {
-                        out.first_error = Some(e);
-                    }
-                }
-            }
-        } else if let Err(e) = result {
-            // A failure outside the window still says something is wrong.
-            if out.first_error.is_none() {
-                out.first_error = Some(e);
-            }
-        }
+        out.record(result, t0, t1, s);
         if failed {
             // Do not spin on a server that refuses connections.
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
     }
     out
+}
+
+/// Sends one request and reads its answer: whether it counts as a success, and
+/// its status.
+async fn exchange(
+    plan: &Plan,
+    conn: &mut Option<TcpStream>,
+    req: &[u8],
+    buf: &mut Vec<u8>,
+) -> Result<(bool, u16), String> {
+    match &plan.engine {
+        Engine::Raw(addr) => {
+            match tokio::time::timeout(REQUEST_TIMEOUT, raw_exchange(conn, *addr, req, buf)).await {
+                Ok(Ok(a)) => {
+                    if a.close {
+                        *conn = None;
+                    }
+                    let good = plan.gen.check(a.status, &buf[..a.head_end], a.body(buf));
+                    Ok((good, a.status))
+                }
+                Ok(Err(e)) => Err(e),
+                Err(_) => Err("timed out".to_string()),
+            }
+        }
+        Engine::Hyper {
+            client,
+            uri,
+            headers,
+        } => tokio::time::timeout(REQUEST_TIMEOUT, hyper_exchange(client, uri, headers))
+            .await
+            .unwrap_or_else(|_| Err("timed out".into()))
+            .map(|(status, head, body)| (plan.gen.check(status, &head, &body), status)),
+    }
+}
+
+impl WorkerOut {
+    /// Counts an answer that completed at `t1` (inside the window, or only its
+    /// error when outside).
+    fn record(
+        &mut self,
+        result: Result<(bool, u16), String>,
+        t0: Instant,
+        t1: Instant,
+        s: &Shared,
+    ) {
+        if t1 >= s.measure_from && t1 <= s.end {
+            self.latencies.push((t1 - t0).as_nanos() as u64);
+            self.last_done = Some(t1);
+            match result {
+                Ok((true, _)) => self.ok += 1,
+                Ok((false, status)) => {
+                    self.errors += 1;
+                    if self.first_error.is_none() {
+                        self.first_error = Some(format!("unexpected answer: HTTP {status}"));
+                    }
+                }
+                Err(e) => {
+                    self.errors += 1;
+                    if self.first_error.is_none() {
+                        self.first_error = Some(e);
+                    }
+                }
+            }
+        } else if let Err(e) = result {
+            // A failure outside the window still says something is wrong.
+            if self.first_error.is_none() {
+                self.first_error = Some(e);
+            }
+        }
+    }
 }
 
 /// Where the parts of an answer are in the read buffer.
@@ -367,33 +387,12 @@ async fn raw_exchange(
         }
         fill(s, buf).await?;
     };
-    let head = &buf[..head_end];
-    if head.len() < 12 || !head.starts_with(b"HTTP/1.") {
-        return Err("not an HTTP/1.x response".into());
-    }
-    let status = std::str::from_utf8(&head[9..12])
-        .ok()
-        .and_then(|v| v.parse::<u16>().ok())
-        .ok_or("bad status line")?;
-    let mut length = None;
-    let mut chunked = false;
-    let mut close = head.starts_with(b"HTTP/1.0");
-    for line in head.split(|b| *b == b'\n').skip(1) {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        let Some(colon) = line.iter().position(|b| *b == b':') else {
-            continue;
-        };
-        let (name, value) = (&line[..colon], line[colon + 1..].trim_ascii());
-        if name.eq_ignore_ascii_case(b"content-length") {
-            length = std::str::from_utf8(value)
-                .ok()
-                .and_then(|v| v.parse::<usize>().ok());
-        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-            chunked = value.eq_ignore_ascii_case(b"chunked");
-        } else if name.eq_ignore_ascii_case(b"connection") {
-            close = value.eq_ignore_ascii_case(b"close");
-        }
-    }
+    let Head {
+        status,
+        length,
+        chunked,
+        close,
+    } = parse_head(&buf[..head_end])?;
     let no_body = status == 204 || status == 304 || (100..200).contains(&status);
     if no_body {
         return Ok(Answer {
@@ -404,53 +403,11 @@ async fn raw_exchange(
         });
     }
     if chunked {
-        // Walk the chunks; copy the data to the end of the buffer once complete.
-        let mut pos = head_end;
-        let mut parts: Vec<std::ops::Range<usize>> = Vec::new();
-        loop {
-            let line_end = loop {
-                if let Some(p) = find(buf, b"\r\n", pos) {
-                    break p;
-                }
-                fill(s, buf).await?;
-            };
-            let size_text =
-                std::str::from_utf8(&buf[pos..line_end]).map_err(|_| "bad chunk size")?;
-            let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
-                .map_err(|_| "bad chunk size")?;
-            pos = line_end + 2;
-            if size == 0 {
-                // Trailers (if any) end with an empty line.
-                loop {
-                    if let Some(p) = find(buf, b"\r\n", pos) {
-                        if p == pos {
-                            pos += 2;
-                            break;
-                        }
-                        pos = p + 2;
-                        continue;
-                    }
-                    fill(s, buf).await?;
-                }
-                break;
-            }
-            while buf.len() < pos + size + 2 {
-                fill(s, buf).await?;
-            }
-            parts.push(pos..pos + size);
-            pos += size + 2;
-        }
-        let total = pos;
-        let start = buf.len();
-        for r in parts {
-            buf.extend_from_within(r);
-        }
-        let end = buf.len();
-        debug_assert!(total <= start);
+        let body = read_chunked(s, buf, head_end).await?;
         return Ok(Answer {
             status,
             head_end,
-            body: start..end,
+            body,
             close,
         });
     }
@@ -486,6 +443,101 @@ async fn raw_exchange(
             })
         }
     }
+}
+
+/// What the head of an answer says about its body and the connection.
+struct Head {
+    status: u16,
+    length: Option<usize>,
+    chunked: bool,
+    close: bool,
+}
+
+/// Reads the status line and the headers that frame the body.
+fn parse_head(head: &[u8]) -> Result<Head, String> {
+    if head.len() < 12 || !head.starts_with(b"HTTP/1.") {
+        return Err("not an HTTP/1.x response".into());
+    }
+    let status = std::str::from_utf8(&head[9..12])
+        .ok()
+        .and_then(|v| v.parse::<u16>().ok())
+        .ok_or("bad status line")?;
+    let mut length = None;
+    let mut chunked = false;
+    let mut close = head.starts_with(b"HTTP/1.0");
+    for line in head.split(|b| *b == b'\n').skip(1) {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let Some(colon) = line.iter().position(|b| *b == b':') else {
+            continue;
+        };
+        let (name, value) = (&line[..colon], line[colon + 1..].trim_ascii());
+        if name.eq_ignore_ascii_case(b"content-length") {
+            length = std::str::from_utf8(value)
+                .ok()
+                .and_then(|v| v.parse::<usize>().ok());
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            chunked = value.eq_ignore_ascii_case(b"chunked");
+        } else if name.eq_ignore_ascii_case(b"connection") {
+            close = value.eq_ignore_ascii_case(b"close");
+        }
+    }
+    Ok(Head {
+        status,
+        length,
+        chunked,
+        close,
+    })
+}
+
+/// Reads a chunked body that starts at `head_end`: walks the chunks, copies
+/// their data to the end of the buffer once complete, and returns where it is.
+async fn read_chunked(
+    s: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    head_end: usize,
+) -> Result<std::ops::Range<usize>, String> {
+    let mut pos = head_end;
+    let mut parts: Vec<std::ops::Range<usize>> = Vec::new();
+    loop {
+        let line_end = loop {
+            if let Some(p) = find(buf, b"\r\n", pos) {
+                break p;
+            }
+            fill(s, buf).await?;
+        };
+        let size_text = std::str::from_utf8(&buf[pos..line_end]).map_err(|_| "bad chunk size")?;
+        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
+            .map_err(|_| "bad chunk size")?;
+        pos = line_end + 2;
+        if size == 0 {
+            // Trailers (if any) end with an empty line.
+            loop {
+                if let Some(p) = find(buf, b"\r\n", pos) {
+                    if p == pos {
+                        pos += 2;
+                        break;
+                    }
+                    pos = p + 2;
+                    continue;
+                }
+                fill(s, buf).await?;
+            }
+            break;
+        }
+        while buf.len() < pos + size + 2 {
+            fill(s, buf).await?;
+        }
+        parts.push(pos..pos + size);
+        pos += size + 2;
+    }
+    let total = pos;
+    let start = buf.len();
+    for r in parts {
+        buf.extend_from_within(r);
+    }
+    let end = buf.len();
+    debug_assert!(total <= start);
+    Ok(start..end)
 }
 
 async fn hyper_exchange(

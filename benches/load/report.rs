@@ -243,10 +243,22 @@ impl Report {
 
     /// The table printed on stdout.
     pub fn table(&self) -> String {
+        let mut s = self.column_heads();
+        for c in self.levels() {
+            self.level_rows(&mut s, c);
+        }
+        self.round_trip_lines(&mut s);
+        self.keepalive_lines(&mut s);
+        self.tail_lines(&mut s);
+        s
+    }
+
+    /// The header line and the column heads.
+    fn column_heads(&self) -> String {
         let mut s = String::new();
         s.push_str(&self.header);
         s.push('\n');
-        let base = self.baseline_key.as_deref().unwrap_or("pingora");
+        let base = self.base();
         let base_short = if base == "pingora" {
             "×pingora"
         } else {
@@ -267,65 +279,79 @@ impl Report {
             "Δp99 ms",
             "errors"
         ));
-        for c in self.levels() {
-            let rate = self
-                .points
-                .iter()
-                .find(|p| p.conns == c)
-                .and_then(|p| p.rate)
-                .map(|r| format!(", open loop at {r:.0} req/s"))
-                .unwrap_or_default();
-            s.push_str(&format!("-- {c} connection(s){rate}\n"));
-            let b = self.find(base, c);
-            let n = self.find("nginx", c);
-            for (key, _) in SCENARIOS {
-                let Some(p) = self.find(key, c) else { continue };
-                let o = &p.outcome;
-                // The median of per-round ratios where both ran in the same rounds.
-                let ratio = |x: Option<&Point>| {
-                    x.and_then(|x| ratio_at(self, key, &x.scenario, c))
-                        .map(|r| format!("{r:.2}"))
-                        .unwrap_or_else(|| "-".into())
-                };
-                let dp99 = b
-                    .map(|b| format!("{:+.3}", (o.pct_us(0.99) - b.outcome.pct_us(0.99)) / 1000.0))
-                    .unwrap_or_else(|| "-".into());
+        s
+    }
+
+    /// The scenario ratios are to: bare pingora, or the `--target` baseline.
+    fn base(&self) -> &str {
+        self.baseline_key.as_deref().unwrap_or("pingora")
+    }
+
+    /// The rows of one level, with their notes.
+    fn level_rows(&self, s: &mut String, c: usize) {
+        let rate = self
+            .points
+            .iter()
+            .find(|p| p.conns == c)
+            .and_then(|p| p.rate)
+            .map(|r| format!(", open loop at {r:.0} req/s"))
+            .unwrap_or_default();
+        s.push_str(&format!("-- {c} connection(s){rate}\n"));
+        let b = self.find(self.base(), c);
+        let n = self.find("nginx", c);
+        for (key, _) in SCENARIOS {
+            let Some(p) = self.find(key, c) else { continue };
+            let o = &p.outcome;
+            // The median of per-round ratios where both ran in the same rounds.
+            let ratio = |x: Option<&Point>| {
+                x.and_then(|x| ratio_at(self, key, &x.scenario, c))
+                    .map(|r| format!("{r:.2}"))
+                    .unwrap_or_else(|| "-".into())
+            };
+            let dp99 = b
+                .map(|b| format!("{:+.3}", (o.pct_us(0.99) - b.outcome.pct_us(0.99)) / 1000.0))
+                .unwrap_or_else(|| "-".into());
+            s.push_str(&format!(
+                "{:<27} {:>9.0} {:>7.3} {:>7.3} {:>8.3} {:>8} {:>8} {:>7} {:>8} {:>7} {:>8} {:>6}\n",
+                label(key),
+                o.rps(),
+                o.pct_us(0.50) / 1000.0,
+                o.pct_us(0.99) / 1000.0,
+                o.pct_us(0.999) / 1000.0,
+                p.server_cpu().map(|v| format!("{v:.1}")).unwrap_or_else(|| "-".into()),
+                if p.cpu_us.is_empty() { "-".to_string() } else { format!("{:.1}", p.stack_cpu()) },
+                p.server_rss_mib().map(|v| format!("{v:.1}")).unwrap_or_else(|| "-".into()),
+                ratio(b),
+                ratio(n),
+                dp99,
+                o.errors,
+            ));
+            if let Some((n, lo, hi)) = self.spread(key, c) {
                 s.push_str(&format!(
-                    "{:<27} {:>9.0} {:>7.3} {:>7.3} {:>8.3} {:>8} {:>8} {:>7} {:>8} {:>7} {:>8} {:>6}\n",
-                    label(key),
-                    o.rps(),
-                    o.pct_us(0.50) / 1000.0,
-                    o.pct_us(0.99) / 1000.0,
-                    o.pct_us(0.999) / 1000.0,
-                    p.server_cpu().map(|v| format!("{v:.1}")).unwrap_or_else(|| "-".into()),
-                    if p.cpu_us.is_empty() { "-".to_string() } else { format!("{:.1}", p.stack_cpu()) },
-                    p.server_rss_mib().map(|v| format!("{v:.1}")).unwrap_or_else(|| "-".into()),
-                    ratio(b),
-                    ratio(n),
-                    dp99,
-                    o.errors,
+                    "{:<27}   ^ median of {n} rounds ({lo:.0}..{hi:.0} req/s)\n",
+                    ""
                 ));
-                if let Some((n, lo, hi)) = self.spread(key, c) {
-                    s.push_str(&format!(
-                        "{:<27}   ^ median of {n} rounds ({lo:.0}..{hi:.0} req/s)\n",
-                        ""
-                    ));
-                }
-                for note in &p.notes {
-                    s.push_str(&format!("{:<27}   ^ {note}\n", ""));
-                }
+            }
+            for note in &p.notes {
+                s.push_str(&format!("{:<27}   ^ {note}\n", ""));
             }
         }
-        if !self.round_trips.is_empty() {
-            s.push_str("\nstore traffic per request (sequential requests to a third instance; round trips counted at a relay in front of redis, commands by MONITOR):\n");
-            for r in &self.round_trips {
-                let detail: Vec<String> = r
-                    .counts
-                    .top_level
-                    .iter()
-                    .map(|(k, v)| format!("{k}×{v}"))
-                    .collect();
-                s.push_str(&format!(
+    }
+
+    /// Store traffic per request, from the probes.
+    fn round_trip_lines(&self, s: &mut String) {
+        if self.round_trips.is_empty() {
+            return;
+        }
+        s.push_str("\nstore traffic per request (sequential requests to a third instance; round trips counted at a relay in front of redis, commands by MONITOR):\n");
+        for r in &self.round_trips {
+            let detail: Vec<String> = r
+                .counts
+                .top_level
+                .iter()
+                .map(|(k, v)| format!("{k}×{v}"))
+                .collect();
+            s.push_str(&format!(
                     "  {:<27} {:>5.2} round trips, {:>5.2} commands/request over {} requests  [{}]  (+{} inside scripts)\n",
                     label(&r.scenario),
                     r.per_request(),
@@ -334,26 +360,34 @@ impl Report {
                     if detail.is_empty() { "none".to_string() } else { detail.join(" ") },
                     r.counts.in_scripts
                 ));
-            }
         }
-        if !self.keepalive.is_empty() {
-            s.push_str(&format!(
+    }
+
+    /// Peak RSS at the RSS point's keep-alive connections.
+    fn keepalive_lines(&self, s: &mut String) {
+        if self.keepalive.is_empty() {
+            return;
+        }
+        s.push_str(&format!(
                 "\npeak RSS holding {} keep-alive connections, each sending one request a second (open loop):\n",
                 self.keepalive[0].conns
             ));
-            for p in &self.keepalive {
-                s.push_str(&format!(
-                    "  {:<27} {:>7} MiB   ({:.0} req/s, p99 {:.3} ms, {} errors)\n",
-                    label(&p.scenario),
-                    p.server_rss_mib()
-                        .map(|v| format!("{v:.1}"))
-                        .unwrap_or_else(|| "-".into()),
-                    p.outcome.rps(),
-                    p.outcome.pct_us(0.99) / 1000.0,
-                    p.outcome.errors
-                ));
-            }
+        for p in &self.keepalive {
+            s.push_str(&format!(
+                "  {:<27} {:>7} MiB   ({:.0} req/s, p99 {:.3} ms, {} errors)\n",
+                label(&p.scenario),
+                p.server_rss_mib()
+                    .map(|v| format!("{v:.1}"))
+                    .unwrap_or_else(|| "-".into()),
+                p.outcome.rps(),
+                p.outcome.pct_us(0.99) / 1000.0,
+                p.outcome.errors
+            ));
         }
+    }
+
+    /// Redis memory per STT, mint's own cost, what was skipped.
+    fn tail_lines(&self, s: &mut String) {
         if let Some(m) = &self.store_memory {
             s.push_str(&format!(
                 "\nredis memory per outstanding STT: MEMORY USAGE mean {:.0} B (min {}, max {}, {} keys)",
@@ -375,178 +409,17 @@ impl Report {
         for sk in &self.skipped {
             s.push_str(&format!("skipped: {sk}\n"));
         }
-        s
     }
 
     /// The targets, checked against this run.
     pub fn targets(&self) -> Vec<TargetCheck> {
-        let mut out = Vec::new();
         let levels = self.levels();
-        // 1. pass-through vs bare pingora
-        let worst = ratio_worst(self, &levels, "pass", "pingora");
-        let mut worst_p99 = None::<(f64, usize)>;
-        let all_ratios: Vec<String> = levels
-            .iter()
-            .filter_map(|&c| {
-                let r = ratio_at(self, "pass", "pingora", c)?;
-                let cpu = cpu_ratio(self, "pass", "pingora", c)
-                    .map(|x| format!(", CPU/request ×{x:.2}"))
-                    .unwrap_or_default();
-                Some(format!("{c} conns {r:.2}{cpu}"))
-            })
-            .collect();
-        for &c in &levels {
-            if let (Some(p), Some(b)) = (self.find("pass", c), self.find("pingora", c)) {
-                if b.outcome.rps() > 0.0 {
-                    let d = (p.outcome.pct_us(0.99) - b.outcome.pct_us(0.99)) / 1000.0;
-                    if worst_p99.is_none_or(|(w, _)| d > w) {
-                        worst_p99 = Some((d, c));
-                    }
-                }
-            }
-        }
-        out.push(match worst {
-            Some((r, c)) => TargetCheck {
-                name: "pass-through ≥ 0.90 × bare pingora throughput".into(),
-                met: Some(r >= 0.90),
-                detail: format!(
-                    "lowest ratio {r:.3} (at {c} conns){}; by level: {}",
-                    miss(r, 0.90),
-                    all_ratios.join("; ")
-                ),
-            },
-            None => not_measured("pass-through ≥ 0.90 × bare pingora throughput"),
-        });
-        out.push(match worst_p99 {
-            Some((d, c)) => TargetCheck {
-                name: "pass-through p99 within +0.25 ms of bare pingora".into(),
-                met: Some(d <= 0.25),
-                detail: format!(
-                    "largest Δp99 {d:+.3} ms (at {c} conns){}",
-                    if d > 0.25 {
-                        format!(": missed by {:.3} ms", d - 0.25)
-                    } else {
-                        String::new()
-                    }
-                ),
-            },
-            None => not_measured("pass-through p99 within +0.25 ms of bare pingora"),
-        });
-        // 2. session
-        let rt = |k: &str| self.round_trips.iter().find(|r| r.scenario == k);
-        let session_ratio = ratio_worst(self, &levels, "session", "pass");
-        out.push(match (session_ratio, rt("session")) {
-            (Some((r, c)), trips) => {
-                let trips_ok = trips.map(|t| t.per_request() < 0.01);
-                TargetCheck {
-                    name: "bound session cookie: ≥ 0.85 × pass-through, no store round trip when cached".into(),
-                    met: Some(r >= 0.85 && trips_ok != Some(false)),
-                    detail: format!(
-                        "lowest ratio {r:.3} (at {c} conns){}; store round trips/request with a fresh cache {}",
-                        miss(r, 0.85),
-                        trips.map(|t| format!("{:.3}", t.per_request())).unwrap_or_else(|| "not measured".into())
-                    ),
-                }
-            }
-            (None, _) => not_measured("bound session cookie: ≥ 0.85 × pass-through, no store round trip when cached"),
-        });
-        // 3. redeem
-        let redeem_ratio = ratio_worst(self, &levels, "redeem", "pass");
-        out.push(match redeem_ratio {
-            Some((r, c)) => TargetCheck {
-                name: "redeem ≥ 0.50 × pass-through throughput".into(),
-                met: Some(r >= 0.50),
-                detail: format!(
-                    "lowest ratio {r:.3} (at {c} conns, redis store){}",
-                    miss(r, 0.50)
-                ),
-            },
-            None => not_measured("redeem ≥ 0.50 × pass-through throughput"),
-        });
-        out.push(match rt("redeem") {
-            Some(t) if t.requests > 0 => TargetCheck {
-                name: "exactly one store round trip per redemption".into(),
-                met: Some((t.per_request() - 1.0).abs() < 1e-9),
-                detail: format!(
-                    "{:.2} round trips ({:.2} commands) per redemption over {} redemptions{}",
-                    t.per_request(),
-                    t.commands_per_request(),
-                    t.requests,
-                    if t.per_request() > 1.0 {
-                        format!(": missed by {:.2}", t.per_request() - 1.0)
-                    } else {
-                        String::new()
-                    }
-                ),
-            },
-            _ => not_measured("exactly one store round trip per redemption"),
-        });
-        // 4. mint
-        out.push(match self.mint_own {
-            Some((c, own, cpu)) => TargetCheck {
-                name: "mint: handoff's own cost < 100 µs at p50".into(),
-                met: Some(own < 100.0),
-                detail: format!(
-                    "p50(mint) − p50(IdP grant) = {own:.0} µs at {c} conn(s){}; handoff CPU {cpu:.0} µs/mint",
-                    if own >= 100.0 { format!(": missed by {:.0} µs", own - 100.0) } else { String::new() }
-                ),
-            },
-            None => not_measured("mint: handoff's own cost < 100 µs at p50"),
-        });
-        // 5. RSS at 1,000 connections: mostly idle keep-alive connections, and
-        // the same number of requests in flight (closed loop), next to bare pingora.
-        let rss_of = |v: &[Point], k: &str| {
-            v.iter()
-                .filter(|p| p.scenario == k && p.conns >= 1000)
-                .filter_map(|p| p.server_rss_mib())
-                .fold(None::<f64>, |a, m| Some(a.map_or(m, |a| a.max(m))))
-        };
-        let busy: Vec<Point> = self
-            .points
-            .iter()
-            .filter(|p| p.conns >= 1000)
-            .cloned()
-            .collect();
-        let (idle, idle_base) = (
-            rss_of(&self.keepalive, "pass"),
-            rss_of(&self.keepalive, "pingora"),
-        );
-        let (inflight, inflight_base) = (rss_of(&busy, "pass"), rss_of(&busy, "pingora"));
-        out.push(match (idle, inflight) {
-            (None, None) => not_measured("handoff RSS < 64 MiB at 1,000 keep-alive connections"),
-            (idle, inflight) => {
-                let f = |v: Option<f64>| v.map(|m| format!("{m:.1} MiB")).unwrap_or_else(|| "not measured".into());
-                let worst = idle.into_iter().chain(inflight).fold(0.0, f64::max);
-                TargetCheck {
-                    name: "handoff RSS < 64 MiB at 1,000 keep-alive connections".into(),
-                    met: Some(worst < 64.0),
-                    detail: format!(
-                        "peak RSS {} with 1,000 mostly idle connections (bare pingora {}); {} with 1,000 requests in flight (bare pingora {}){}",
-                        f(idle), f(idle_base), f(inflight), f(inflight_base),
-                        if worst >= 64.0 { format!(": missed by {:.1} MiB", worst - 64.0) } else { String::new() }
-                    ),
-                }
-            }
-        });
-        // 6. Redis memory per STT
-        out.push(match &self.store_memory {
-            Some(m) if m.keys > 0 => TargetCheck {
-                name: "Redis memory per outstanding STT < 300 bytes (MEMORY USAGE)".into(),
-                met: Some(m.mean < 300.0),
-                detail: format!(
-                    "mean {:.0} B over {} keys{}",
-                    m.mean,
-                    m.keys,
-                    if m.mean >= 300.0 {
-                        format!(": missed by {:.0} B", m.mean - 300.0)
-                    } else {
-                        String::new()
-                    }
-                ),
-            },
-            _ => not_measured("Redis memory per outstanding STT < 300 bytes (MEMORY USAGE)"),
-        });
-        out
+        CHECKS.iter().map(|check| check(self, &levels)).collect()
+    }
+
+    /// The store round-trip probe of `scenario`.
+    fn probe_of(&self, scenario: &str) -> Option<&RoundTrips> {
+        self.round_trips.iter().find(|r| r.scenario == scenario)
     }
 
     /// The targets as text.
@@ -561,6 +434,17 @@ impl Report {
             s.push_str(&format!("  [{tag}] {}: {}\n", t.name, t.detail));
         }
         s
+    }
+
+    /// Writes [`Report::json`] to `path` and says where.
+    pub fn write_json(&self, path: &std::path::Path, local: bool) -> Result<(), String> {
+        std::fs::write(
+            path,
+            serde_json::to_string_pretty(&self.json(local)).unwrap_or_default(),
+        )
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+        println!("\nJSON: {}", path.display());
+        Ok(())
     }
 
     /// The JSON document.
@@ -599,6 +483,206 @@ impl Report {
             "keepalive_rss": self.keepalive.iter().map(Point::json).collect::<Vec<_>>(),
             "targets": targets,
         })
+    }
+}
+
+/// The targets, in the order they are printed; each gets the run's levels.
+const CHECKS: &[fn(&Report, &[usize]) -> TargetCheck] = &[
+    pass_throughput,
+    pass_p99,
+    session_cookie,
+    redeem_throughput,
+    redeem_round_trips,
+    mint_cost,
+    rss_at_1000,
+    redis_memory_per_stt,
+];
+
+/// Target 1, pass-through vs bare pingora: throughput.
+fn pass_throughput(r: &Report, levels: &[usize]) -> TargetCheck {
+    const NAME: &str = "pass-through ≥ 0.90 × bare pingora throughput";
+    let Some((worst, at)) = ratio_worst(r, levels, "pass", "pingora") else {
+        return not_measured(NAME);
+    };
+    let all_ratios: Vec<String> = levels
+        .iter()
+        .filter_map(|&c| {
+            let q = ratio_at(r, "pass", "pingora", c)?;
+            let cpu = cpu_ratio(r, "pass", "pingora", c)
+                .map(|x| format!(", CPU/request ×{x:.2}"))
+                .unwrap_or_default();
+            Some(format!("{c} conns {q:.2}{cpu}"))
+        })
+        .collect();
+    TargetCheck {
+        name: NAME.into(),
+        met: Some(worst >= 0.90),
+        detail: format!(
+            "lowest ratio {worst:.3} (at {at} conns){}; by level: {}",
+            miss(worst, 0.90),
+            all_ratios.join("; ")
+        ),
+    }
+}
+
+/// Target 1, pass-through vs bare pingora: p99.
+fn pass_p99(r: &Report, levels: &[usize]) -> TargetCheck {
+    const NAME: &str = "pass-through p99 within +0.25 ms of bare pingora";
+    let mut worst_p99 = None::<(f64, usize)>;
+    for &c in levels {
+        if let (Some(p), Some(b)) = (r.find("pass", c), r.find("pingora", c)) {
+            if b.outcome.rps() > 0.0 {
+                let d = (p.outcome.pct_us(0.99) - b.outcome.pct_us(0.99)) / 1000.0;
+                if worst_p99.is_none_or(|(w, _)| d > w) {
+                    worst_p99 = Some((d, c));
+                }
+            }
+        }
+    }
+    let Some((d, c)) = worst_p99 else {
+        return not_measured(NAME);
+    };
+    TargetCheck {
+        name: NAME.into(),
+        met: Some(d <= 0.25),
+        detail: format!(
+            "largest Δp99 {d:+.3} ms (at {c} conns){}",
+            over(d > 0.25, d - 0.25, 3, " ms")
+        ),
+    }
+}
+
+/// Target 2, a bound session cookie.
+fn session_cookie(r: &Report, levels: &[usize]) -> TargetCheck {
+    const NAME: &str =
+        "bound session cookie: ≥ 0.85 × pass-through, no store round trip when cached";
+    let Some((q, c)) = ratio_worst(r, levels, "session", "pass") else {
+        return not_measured(NAME);
+    };
+    let trips = r.probe_of("session");
+    let trips_ok = trips.map(|t| t.per_request() < 0.01);
+    TargetCheck {
+        name: NAME.into(),
+        met: Some(q >= 0.85 && trips_ok != Some(false)),
+        detail: format!(
+            "lowest ratio {q:.3} (at {c} conns){}; store round trips/request with a fresh cache {}",
+            miss(q, 0.85),
+            trips
+                .map(|t| format!("{:.3}", t.per_request()))
+                .unwrap_or_else(|| "not measured".into())
+        ),
+    }
+}
+
+/// Target 3, redeem: throughput.
+fn redeem_throughput(r: &Report, levels: &[usize]) -> TargetCheck {
+    const NAME: &str = "redeem ≥ 0.50 × pass-through throughput";
+    let Some((q, c)) = ratio_worst(r, levels, "redeem", "pass") else {
+        return not_measured(NAME);
+    };
+    TargetCheck {
+        name: NAME.into(),
+        met: Some(q >= 0.50),
+        detail: format!(
+            "lowest ratio {q:.3} (at {c} conns, redis store){}",
+            miss(q, 0.50)
+        ),
+    }
+}
+
+/// Target 3, redeem: store round trips.
+fn redeem_round_trips(r: &Report, _levels: &[usize]) -> TargetCheck {
+    const NAME: &str = "exactly one store round trip per redemption";
+    let Some(t) = r.probe_of("redeem").filter(|t| t.requests > 0) else {
+        return not_measured(NAME);
+    };
+    TargetCheck {
+        name: NAME.into(),
+        met: Some((t.per_request() - 1.0).abs() < 1e-9),
+        detail: format!(
+            "{:.2} round trips ({:.2} commands) per redemption over {} redemptions{}",
+            t.per_request(),
+            t.commands_per_request(),
+            t.requests,
+            over(t.per_request() > 1.0, t.per_request() - 1.0, 2, "")
+        ),
+    }
+}
+
+/// Target 4, mint: handoff's own cost.
+fn mint_cost(r: &Report, _levels: &[usize]) -> TargetCheck {
+    const NAME: &str = "mint: handoff's own cost < 100 µs at p50";
+    let Some((c, own, cpu)) = r.mint_own else {
+        return not_measured(NAME);
+    };
+    TargetCheck {
+        name: NAME.into(),
+        met: Some(own < 100.0),
+        detail: format!(
+            "p50(mint) − p50(IdP grant) = {own:.0} µs at {c} conn(s){}; handoff CPU {cpu:.0} µs/mint",
+            over(own >= 100.0, own - 100.0, 0, " µs")
+        ),
+    }
+}
+
+/// Target 5, RSS at 1,000 connections: mostly idle keep-alive connections, and the
+/// same number of requests in flight (closed loop), next to bare pingora.
+fn rss_at_1000(r: &Report, _levels: &[usize]) -> TargetCheck {
+    const NAME: &str = "handoff RSS < 64 MiB at 1,000 keep-alive connections";
+    let rss_of = |v: &[Point], k: &str| {
+        v.iter()
+            .filter(|p| p.scenario == k && p.conns >= 1000)
+            .filter_map(|p| p.server_rss_mib())
+            .fold(None::<f64>, |a, m| Some(a.map_or(m, |a| a.max(m))))
+    };
+    let busy: Vec<Point> = r
+        .points
+        .iter()
+        .filter(|p| p.conns >= 1000)
+        .cloned()
+        .collect();
+    let (idle, idle_base) = (
+        rss_of(&r.keepalive, "pass"),
+        rss_of(&r.keepalive, "pingora"),
+    );
+    let (inflight, inflight_base) = (rss_of(&busy, "pass"), rss_of(&busy, "pingora"));
+    if idle.is_none() && inflight.is_none() {
+        return not_measured(NAME);
+    }
+    let f = |v: Option<f64>| {
+        v.map(|m| format!("{m:.1} MiB"))
+            .unwrap_or_else(|| "not measured".into())
+    };
+    let worst = idle.into_iter().chain(inflight).fold(0.0, f64::max);
+    TargetCheck {
+        name: NAME.into(),
+        met: Some(worst < 64.0),
+        detail: format!(
+            "peak RSS {} with 1,000 mostly idle connections (bare pingora {}); {} with 1,000 requests in flight (bare pingora {}){}",
+            f(idle),
+            f(idle_base),
+            f(inflight),
+            f(inflight_base),
+            over(worst >= 64.0, worst - 64.0, 1, " MiB")
+        ),
+    }
+}
+
+/// Target 6, Redis memory per outstanding STT.
+fn redis_memory_per_stt(r: &Report, _levels: &[usize]) -> TargetCheck {
+    const NAME: &str = "Redis memory per outstanding STT < 300 bytes (MEMORY USAGE)";
+    let Some(m) = r.store_memory.as_ref().filter(|m| m.keys > 0) else {
+        return not_measured(NAME);
+    };
+    TargetCheck {
+        name: NAME.into(),
+        met: Some(m.mean < 300.0),
+        detail: format!(
+            "mean {:.0} B over {} keys{}",
+            m.mean,
+            m.keys,
+            over(m.mean >= 300.0, m.mean - 300.0, 0, " B")
+        ),
     }
 }
 
@@ -662,6 +746,15 @@ fn miss(r: f64, goal: f64) -> String {
             goal - r,
             (goal - r) / goal * 100.0
         )
+    } else {
+        String::new()
+    }
+}
+
+/// `: missed by <by><unit>` when `missed`, else nothing.
+fn over(missed: bool, by: f64, precision: usize, unit: &str) -> String {
+    if missed {
+        format!(": missed by {by:.precision$}{unit}")
     } else {
         String::new()
     }

@@ -34,7 +34,7 @@ pub enum Check {
 
 pub use cache::SessionCache;
 
-mod cache;
+pub mod cache;
 
 fn grace_ms(h: &Handoff) -> u64 {
     (h.config.session.outage_grace.as_millis() as u64)
@@ -88,10 +88,6 @@ async fn load(
             Ok((s, false))
         }
         Err(e) => {
-            h.metrics
-                .store_errors
-                .with_label_values(&["session_by_cookie"])
-                .inc();
             match cached.filter(|c| {
                 now_ms.saturating_sub(c.fetched_ms) < cfg.outage_grace.as_millis() as u64
             }) {
@@ -198,10 +194,6 @@ async fn touch(h: &Handoff, cookie: &SecretHash, mut s: WebSession, now: u64) ->
                 .put(*cookie, Some(s.clone()), h.clock.now_ms(), grace_ms(h)),
             Err(e) => {
                 // Not fatal: the session is alive; the next request tries again.
-                h.metrics
-                    .store_errors
-                    .with_label_values(&["touch_session"])
-                    .inc();
                 tracing::debug!(error = %e, "could not record session use");
             }
         }
@@ -399,10 +391,6 @@ pub async fn bind(
         }
         Err(e) => {
             h.metrics
-                .store_errors
-                .with_label_values(&["bind_session"])
-                .inc();
-            h.metrics
                 .sessions
                 .with_label_values(&["store_unavailable"])
                 .inc();
@@ -410,21 +398,6 @@ pub async fn bind(
             Bind::Withhold
         }
     }
-}
-
-/// Revokes a session now (store and local cache).
-pub async fn revoke(
-    h: &Handoff,
-    cookie: &SecretHash,
-    s: &WebSession,
-) -> Result<(), crate::store::StoreError> {
-    h.store.revoke_session(cookie, s).await?;
-    h.sessions.forget(cookie);
-    if let Err(e) = h.store.publish_revocation().await {
-        tracing::warn!(error = %e, "could not announce a revocation");
-    }
-    crate::withheld::session_ended(h, &s.lineage).await;
-    Ok(())
 }
 
 #[cfg(test)]

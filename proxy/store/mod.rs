@@ -17,6 +17,7 @@
 //! closed (mint answers 503, redemption falls back to an ordinary login).
 
 pub mod memory;
+pub mod metered;
 pub mod redis;
 
 use crate::secret::{LineageId, SecretHash};
@@ -325,6 +326,17 @@ pub enum StoreError {
     Unavailable(String),
     /// A stored value could not be decoded (nothing is changed because of it).
     Corrupt(String),
+}
+
+impl StoreError {
+    /// The same error, saying which operation it interrupted.
+    pub fn during(self, op: &str) -> StoreError {
+        match self {
+            StoreError::Timeout => StoreError::Unavailable(format!("{op}: timed out")),
+            StoreError::Unavailable(e) => StoreError::Unavailable(format!("{op}: {e}")),
+            StoreError::Corrupt(e) => StoreError::Corrupt(format!("{op}: {e}")),
+        }
+    }
 }
 
 impl fmt::Display for StoreError {

@@ -23,7 +23,7 @@
 
 pub use state::{Transaction, TxCookie, TxKey, TxState};
 
-mod state;
+pub mod state;
 
 use crate::app::Handoff;
 use crate::redeem::Redeemed;
@@ -86,7 +86,6 @@ pub async fn continue_from_cookie(
         Err(e) => {
             // No assertion without the hop count (fail closed); the cookie stays,
             // so the next hop can try again once the store is back.
-            h.metrics.store_errors.with_label_values(&["tx_hop"]).inc();
             h.metrics
                 .transaction_hops
                 .with_label_values(&["store_unavailable"])
