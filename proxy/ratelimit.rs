@@ -212,15 +212,14 @@ mod tests {
 
     const T0: u64 = 1_700_000_000_000;
 
+    /// A limiter of `per_minute` with `burst`, tracking at most `capacity` keys.
+    fn limiter(per_minute: u32, burst: u32, capacity: usize) -> Limiter {
+        Limiter::new(Rate { per_minute, burst }, capacity)
+    }
+
     #[test]
     fn burst_then_sustained_rate() {
-        let l = Limiter::new(
-            Rate {
-                per_minute: 10,
-                burst: 3,
-            },
-            100,
-        );
+        let l = limiter(10, 3, 100);
         for _ in 0..3 {
             assert_eq!(l.check(b"a", T0), Ok(()));
         }
@@ -240,13 +239,7 @@ mod tests {
 
     #[test]
     fn refused_requests_are_not_counted() {
-        let l = Limiter::new(
-            Rate {
-                per_minute: 60,
-                burst: 1,
-            },
-            100,
-        );
+        let l = limiter(60, 1, 100);
         assert!(l.check(b"a", T0).is_ok());
         for _ in 0..100 {
             assert!(l.check(b"a", T0 + 500).is_err());
@@ -256,13 +249,7 @@ mod tests {
 
     #[test]
     fn memory_is_bounded_and_busy_keys_are_kept() {
-        let l = Limiter::new(
-            Rate {
-                per_minute: 1,
-                burst: 2,
-            },
-            64,
-        );
+        let l = limiter(1, 2, 64);
         // One busy key, spent.
         assert!(l.check(b"busy", T0).is_ok());
         assert!(l.check(b"busy", T0).is_ok());
