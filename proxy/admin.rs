@@ -83,7 +83,9 @@ fn json(status: StatusCode, v: serde_json::Value) -> Response<Vec<u8>> {
 /// The largest admin request body read.
 const MAX_BODY: usize = 16 * 1024;
 
-async fn read_json(session: &mut ServerSession) -> Result<serde_json::Value, Response<Vec<u8>>> {
+/// Reads the request body up to [`MAX_BODY`]: `Err` is the `413` answer; the flag is
+/// false when reading failed part way (what came so far is returned).
+async fn read_body(session: &mut ServerSession) -> Result<(Vec<u8>, bool), Response<Vec<u8>>> {
     let mut body = Vec::new();
     loop {
         match session.read_request_body().await {
@@ -96,14 +98,19 @@ async fn read_json(session: &mut ServerSession) -> Result<serde_json::Value, Res
                     ));
                 }
             }
-            Ok(None) => break,
-            Err(_) => {
-                return Err(json(
-                    StatusCode::BAD_REQUEST,
-                    serde_json::json!({"error": "cannot read the body"}),
-                ))
-            }
+            Ok(None) => return Ok((body, true)),
+            Err(_) => return Ok((body, false)),
         }
+    }
+}
+
+async fn read_json(session: &mut ServerSession) -> Result<serde_json::Value, Response<Vec<u8>>> {
+    let (body, complete) = read_body(session).await?;
+    if !complete {
+        return Err(json(
+            StatusCode::BAD_REQUEST,
+            serde_json::json!({"error": "cannot read the body"}),
+        ));
     }
     serde_json::from_slice(&body).map_err(|e| {
         json(
@@ -260,157 +267,216 @@ pub fn browser_guard(
     None
 }
 
+/// One admin call, sorted once from the request line (mini-redis's
+/// `Command::from_frame`); [`ServeHttp::response`] dispatches on it with one `match`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Call {
+    /// `GET /healthz`
+    Healthz,
+    /// `GET /readyz`
+    Readyz,
+    /// `GET /metrics`
+    Metrics,
+    /// `GET {paths.jwks}`
+    Jwks,
+    /// `GET /rules`
+    Rules,
+    /// `GET /sessions?subject=S`
+    Sessions,
+    /// `POST /revoke`
+    Revoke,
+    /// `POST {backchannel_logout.path}`
+    BackchannelLogout,
+    /// `POST /rules/reload`
+    RulesReload,
+    /// Anything else.
+    NotFound,
+}
+
+impl Call {
+    /// The call `method` and `path` make, in the order the table matches them.
+    fn from_request(method: &str, path: &str, config: &crate::config::Config) -> Call {
+        match (method, path) {
+            ("GET", "/healthz") => Call::Healthz,
+            ("GET", "/readyz") => Call::Readyz,
+            ("GET", "/metrics") => Call::Metrics,
+            ("GET", p) if p == config.paths.jwks => Call::Jwks,
+            ("GET", "/rules") => Call::Rules,
+            ("GET", "/sessions") => Call::Sessions,
+            ("POST", "/revoke") => Call::Revoke,
+            ("POST", p) if p == config.backchannel_logout.path => Call::BackchannelLogout,
+            ("POST", "/rules/reload") => Call::RulesReload,
+            _ => Call::NotFound,
+        }
+    }
+
+    /// Whether the call takes the bearer token.
+    fn needs_token(self) -> bool {
+        matches!(self, Call::Sessions | Call::Revoke | Call::RulesReload)
+    }
+}
+
+/// The request's `Content-Type`, if readable.
+fn content_type(session: &ServerSession) -> Option<&str> {
+    session
+        .req_header()
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+}
+
+impl AdminApp {
+    /// The `403` for a request a web page may have sent ([`browser_guard`]). Back-channel
+    /// logout is the IdP's call (a form body, a logout token that proves itself), and
+    /// the probes are anyone's; everything else is the operator's.
+    fn browser_refusal(&self, session: &ServerSession) -> Option<Response<Vec<u8>>> {
+        let req = session.req_header();
+        let path = req.uri.path();
+        let logout = path == self.h.config.backchannel_logout.path;
+        let probe = req.method == http::Method::GET && (path == "/healthz" || path == "/readyz");
+        if logout || probe {
+            return None;
+        }
+        let write = req.method != http::Method::GET && req.method != http::Method::HEAD;
+        let why = browser_guard(
+            req,
+            self.h.config.admin.listen.as_deref(),
+            self.h.config.admin.token.is_some(),
+            write,
+        )?;
+        tracing::warn!(why, "admin request refused");
+        Some(json(
+            StatusCode::FORBIDDEN,
+            serde_json::json!({"error": why}),
+        ))
+    }
+
+    async fn readyz(&self) -> Response<Vec<u8>> {
+        match self.h.store.ping().await {
+            Ok(()) => json(StatusCode::OK, serde_json::json!({"status": "ready"})),
+            Err(e) => json(
+                StatusCode::SERVICE_UNAVAILABLE,
+                serde_json::json!({"status": "not ready", "store": e.to_string()}),
+            ),
+        }
+    }
+
+    fn rules(&self) -> Response<Vec<u8>> {
+        let r = self.h.policy.load();
+        let status = self
+            .h
+            .reload_status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        json(
+            StatusCode::OK,
+            serde_json::json!({
+                "file": self.h.config.rules_file.as_ref().map(|p| p.display().to_string()),
+                "asn_table": self.h.config.asn_table.as_ref().map(|p| p.display().to_string()),
+                "sha256": r.sha256, "loaded_at": r.loaded_at, "rules": r.policy.rule_count(),
+                "warnings": r.policy.warnings().iter().map(|w| w.to_string()).collect::<Vec<_>>(),
+                "last_reload": status,
+            }),
+        )
+    }
+
+    async fn sessions(&self, session: &ServerSession) -> Response<Vec<u8>> {
+        let subject = session.req_header().uri.query().and_then(|q| {
+            form_urlencoded::parse(q.as_bytes())
+                .find(|(k, _)| k == "subject")
+                .map(|(_, v)| v.into_owned())
+        });
+        match subject {
+            Some(s) if !s.is_empty() => self.list(&s).await,
+            _ => json(
+                StatusCode::BAD_REQUEST,
+                serde_json::json!({"error": "give ?subject=..."}),
+            ),
+        }
+    }
+
+    async fn post_revoke(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        let json_body = content_type(session).is_some_and(|c| {
+            c.trim()
+                .to_ascii_lowercase()
+                .starts_with("application/json")
+        });
+        if !json_body {
+            return json(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                serde_json::json!({"error": "POST /revoke takes an application/json body"}),
+            );
+        }
+        match read_json(session).await {
+            Ok(body) => self.revoke(body).await,
+            Err(r) => r,
+        }
+    }
+
+    async fn backchannel_logout(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        // A body that fails part way is read as far as it came.
+        let body = match read_body(session).await {
+            Ok((body, _complete)) => body,
+            Err(too_large) => return too_large,
+        };
+        let ct = content_type(session).map(str::to_owned);
+        match crate::mint::parse_token_body(ct.as_deref(), &body) {
+            Ok(params) => {
+                let (status, v) = crate::backchannel::logout(&self.h, &params).await;
+                json(
+                    StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
+                    v,
+                )
+            }
+            Err(e) => json(StatusCode::BAD_REQUEST, e.body()),
+        }
+    }
+
+    fn reload_rules(&self) -> Response<Vec<u8>> {
+        match self.h.reload_rules("admin") {
+            Ok(()) => json(StatusCode::OK, serde_json::json!({"status": "reloaded"})),
+            Err(e) => json(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                serde_json::json!({"status": "rejected", "diagnostics": e}),
+            ),
+        }
+    }
+}
+
 #[async_trait]
 impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
-        let method = session.req_header().method.clone();
-        let path = session.req_header().uri.path().to_string();
-        // Back-channel logout is the IdP's call (a form body, a logout token that
-        // proves itself); everything else is the operator's.
-        let logout = path == self.h.config.backchannel_logout.path;
-        let probe = method == http::Method::GET && (path == "/healthz" || path == "/readyz");
-        if !logout && !probe {
-            let write = method != http::Method::GET && method != http::Method::HEAD;
-            if let Some(why) = browser_guard(
-                session.req_header(),
-                self.h.config.admin.listen.as_deref(),
-                self.h.config.admin.token.is_some(),
-                write,
-            ) {
-                tracing::warn!(why, "admin request refused");
-                return json(StatusCode::FORBIDDEN, serde_json::json!({"error": why}));
-            }
+        if let Some(refused) = self.browser_refusal(session) {
+            return refused;
         }
-        match (method.as_str(), path.as_str()) {
-            ("GET", "/healthz") => json(StatusCode::OK, serde_json::json!({"status": "ok"})),
-            ("GET", "/readyz") => match self.h.store.ping().await {
-                Ok(()) => json(StatusCode::OK, serde_json::json!({"status": "ready"})),
-                Err(e) => json(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    serde_json::json!({"status": "not ready", "store": e.to_string()}),
-                ),
-            },
-            ("GET", "/metrics") => reply(
+        let req = session.req_header();
+        let call = Call::from_request(req.method.as_str(), req.uri.path(), &self.h.config);
+        if call.needs_token() && !self.authorized(session) {
+            return json(
+                StatusCode::UNAUTHORIZED,
+                serde_json::json!({"error": "unauthorized"}),
+            );
+        }
+        match call {
+            Call::Healthz => json(StatusCode::OK, serde_json::json!({"status": "ok"})),
+            Call::Readyz => self.readyz().await,
+            Call::Metrics => reply(
                 StatusCode::OK,
                 "text/plain; version=0.0.4",
                 self.h.metrics.render(),
             ),
-            ("GET", p) if p == self.h.config.paths.jwks => reply(
+            Call::Jwks => reply(
                 StatusCode::OK,
                 "application/json",
                 self.h.jwks_json.to_vec(),
             ),
-            ("GET", "/rules") => {
-                let r = self.h.policy.load();
-                let status = self
-                    .h
-                    .reload_status
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .clone();
-                json(
-                    StatusCode::OK,
-                    serde_json::json!({
-                        "file": self.h.config.rules_file.as_ref().map(|p| p.display().to_string()),
-                        "asn_table": self.h.config.asn_table.as_ref().map(|p| p.display().to_string()),
-                        "sha256": r.sha256, "loaded_at": r.loaded_at, "rules": r.policy.rule_count(),
-                        "warnings": r.policy.warnings().iter().map(|w| w.to_string()).collect::<Vec<_>>(),
-                        "last_reload": status,
-                    }),
-                )
-            }
-            ("GET", "/sessions") => {
-                if !self.authorized(session) {
-                    return json(
-                        StatusCode::UNAUTHORIZED,
-                        serde_json::json!({"error": "unauthorized"}),
-                    );
-                }
-                let subject = session.req_header().uri.query().and_then(|q| {
-                    form_urlencoded::parse(q.as_bytes())
-                        .find(|(k, _)| k == "subject")
-                        .map(|(_, v)| v.into_owned())
-                });
-                match subject {
-                    Some(s) if !s.is_empty() => self.list(&s).await,
-                    _ => json(
-                        StatusCode::BAD_REQUEST,
-                        serde_json::json!({"error": "give ?subject=..."}),
-                    ),
-                }
-            }
-            ("POST", "/revoke") => {
-                if !self.authorized(session) {
-                    return json(
-                        StatusCode::UNAUTHORIZED,
-                        serde_json::json!({"error": "unauthorized"}),
-                    );
-                }
-                let json_body = session
-                    .req_header()
-                    .headers
-                    .get(http::header::CONTENT_TYPE)
-                    .and_then(|v| v.to_str().ok())
-                    .is_some_and(|c| {
-                        c.trim()
-                            .to_ascii_lowercase()
-                            .starts_with("application/json")
-                    });
-                if !json_body {
-                    return json(
-                        StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                        serde_json::json!({"error": "POST /revoke takes an application/json body"}),
-                    );
-                }
-                match read_json(session).await {
-                    Ok(body) => self.revoke(body).await,
-                    Err(r) => r,
-                }
-            }
-            ("POST", p) if p == self.h.config.backchannel_logout.path => {
-                let mut body = Vec::new();
-                while let Ok(Some(chunk)) = session.read_request_body().await {
-                    body.extend_from_slice(&chunk);
-                    if body.len() > MAX_BODY {
-                        return json(
-                            StatusCode::PAYLOAD_TOO_LARGE,
-                            serde_json::json!({"error": "body too large"}),
-                        );
-                    }
-                }
-                let ct = session
-                    .req_header()
-                    .headers
-                    .get(http::header::CONTENT_TYPE)
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_owned);
-                match crate::mint::parse_token_body(ct.as_deref(), &body) {
-                    Ok(params) => {
-                        let (status, v) = crate::backchannel::logout(&self.h, &params).await;
-                        json(
-                            StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
-                            v,
-                        )
-                    }
-                    Err(e) => json(StatusCode::BAD_REQUEST, e.body()),
-                }
-            }
-            ("POST", "/rules/reload") => {
-                if !self.authorized(session) {
-                    return json(
-                        StatusCode::UNAUTHORIZED,
-                        serde_json::json!({"error": "unauthorized"}),
-                    );
-                }
-                match self.h.reload_rules("admin") {
-                    Ok(()) => json(StatusCode::OK, serde_json::json!({"status": "reloaded"})),
-                    Err(e) => json(
-                        StatusCode::UNPROCESSABLE_ENTITY,
-                        serde_json::json!({"status": "rejected", "diagnostics": e}),
-                    ),
-                }
-            }
-            _ => json(
+            Call::Rules => self.rules(),
+            Call::Sessions => self.sessions(session).await,
+            Call::Revoke => self.post_revoke(session).await,
+            Call::BackchannelLogout => self.backchannel_logout(session).await,
+            Call::RulesReload => self.reload_rules(),
+            Call::NotFound => json(
                 StatusCode::NOT_FOUND,
                 serde_json::json!({"error": "not found"}),
             ),

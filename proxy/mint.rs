@@ -25,7 +25,7 @@
 //! that loses it is logged out.
 
 use crate::app::{Handoff, LINEAGE_TTL};
-use crate::secret::{LineageId, Secret, TransferToken};
+use crate::secret::{LineageId, Secret, SecretHash, TransferToken};
 use crate::store::{MintContext, MintWrite, RefreshKind};
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
@@ -390,83 +390,164 @@ async fn mint_inner(
     client_ip: IpAddr,
     fingerprint: Option<[u8; 32]>,
 ) -> MintAnswer {
+    match mint_steps(h, params, client_ip, fingerprint).await {
+        Ok(answer) | Err(answer) => answer,
+    }
+}
+
+/// The steps of SPEC §2.1 in order; a refusal is the `Err` answer.
+async fn mint_steps(
+    h: &Handoff,
+    params: &TokenParams,
+    client_ip: IpAddr,
+    fingerprint: Option<[u8; 32]>,
+) -> Result<MintAnswer, MintAnswer> {
     // 0. the source network's rate limit, before anything else
     if let Err(l) = h.mint_limits.check_network(client_ip, h.clock.now_ms()) {
-        return rate_limited(h, l, None, client_ip);
+        return Err(rate_limited(h, l, None, client_ip));
     }
     // 1. shape
+    let MintRequest {
+        client_id,
+        refresh_token,
+    } = validate_request(h, params, client_ip)?;
+    // 2. policy, then the client's rate limit
+    let grant = client_policy(h, client_id, client_ip)?;
+    // 3. lineage and nesting
+    let presented = refresh_token.hash();
+    let lineage = lineage_of(h, &presented, client_id, client_ip).await?;
+    // 4. the IdP decides whether the refresh token is good
+    let refreshed = refresh_at_idp(h, params, client_id, client_ip).await?;
+    // 5. who is the user
+    let sub = verify_user(h, &refreshed, client_id).await?;
+    // 6. mint and record
+    let now = h.clock.now_secs();
+    let exp = now + grant.ttl.as_secs();
+    let stt = TransferToken::generate(&lineage, exp);
+    let ctx = MintContext {
+        sub,
+        native_client_id: client_id.to_string(),
+        lineage: lineage.clone(),
+        scope: refreshed
+            .scope()
+            .or(params.get("scope"))
+            .unwrap_or("")
+            .to_string(),
+        ip: client_ip,
+        asn: grant.asn,
+        fingerprint: fingerprint.map(|f| crate::secret::hex(&f)),
+        iat: now,
+        exp,
+    };
+    record(h, &stt, &ctx, presented, &refreshed).await?;
+    tracing::info!(token = %stt, %lineage, client_id, %client_ip, expires_in = grant.ttl.as_secs(), "session transfer token minted");
+    Ok(answer(&stt, grant.ttl, &refreshed))
+}
+
+/// What step 1 takes from a mint request's body.
+struct MintRequest<'a> {
+    client_id: &'a str,
+    refresh_token: Secret,
+}
+
+/// Step 1: a mint for this host, a refresh grant, a `client_id` and a
+/// `refresh_token` → else `invalid_request`.
+fn validate_request<'a>(
+    h: &Handoff,
+    params: &'a TokenParams,
+    client_ip: IpAddr,
+) -> Result<MintRequest<'a>, MintAnswer> {
+    let invalid = |d: &str| MintAnswer::error(OAuthError::invalid_request(d), None);
     if classify_audience(&h.config.public_host, params) != Audience::Mint {
         tracing::warn!(%client_ip, "mint refused: a session transfer audience for another host");
-        return MintAnswer::error(
-            OAuthError::invalid_request(
-                "this audience asks for a session transfer token of another host; use urn:{this host}:session_transfer",
-            ),
-            None,
-        );
+        return Err(invalid(
+            "this audience asks for a session transfer token of another host; use urn:{this host}:session_transfer",
+        ));
     }
     if params.get("grant_type") != Some("refresh_token") {
-        return MintAnswer::error(
-            OAuthError::invalid_request(
-                "a session transfer token is minted with grant_type=refresh_token",
-            ),
-            None,
-        );
+        return Err(invalid(
+            "a session transfer token is minted with grant_type=refresh_token",
+        ));
     }
     let Some(client_id) = params
         .get("client_id")
         .filter(|c| !c.is_empty() && c.len() <= 256)
     else {
-        return MintAnswer::error(OAuthError::invalid_request("client_id is required"), None);
+        return Err(invalid("client_id is required"));
     };
     let Some(refresh_token) = params
         .get("refresh_token")
         .filter(|t| !t.is_empty() && t.len() <= 4096)
         .map(Secret::new)
     else {
-        return MintAnswer::error(
-            OAuthError::invalid_request("refresh_token is required"),
-            None,
-        );
+        return Err(invalid("refresh_token is required"));
     };
+    Ok(MintRequest {
+        client_id,
+        refresh_token,
+    })
+}
 
-    // 2. policy
-    let (ttl, asn) = {
+/// What the rules give a client that may mint.
+struct Grant {
+    /// The STT's lifetime.
+    ttl: std::time::Duration,
+    /// The source network's ASN, recorded for the redemption's binding.
+    asn: Option<u32>,
+}
+
+/// Step 2: a native client allowed to mint from here → else `unauthorized_client`;
+/// then the client's rate limit → else 429.
+fn client_policy(h: &Handoff, client_id: &str, client_ip: IpAddr) -> Result<Grant, MintAnswer> {
+    let grant = {
         let policy = h.policy.load();
         match policy.native_client(client_id) {
-            Some(n) if policy.may_mint(client_id, client_ip) => {
-                (n.transfer_token_ttl, policy.asn_of(client_ip))
-            }
+            Some(n) if policy.may_mint(client_id, client_ip) => Grant {
+                ttl: n.transfer_token_ttl,
+                asn: policy.asn_of(client_ip),
+            },
             _ => {
                 tracing::info!(
                     client_id,
                     "mint refused: client may not create session transfer tokens"
                 );
-                return MintAnswer::error(
+                return Err(MintAnswer::error(
                     OAuthError {
                         status: 400,
                         error: "unauthorized_client",
                         description: "this client may not create session transfer tokens".into(),
                     },
                     None,
-                );
+                ));
             }
         }
     };
-
     if let Err(l) = h.mint_limits.check_client(client_id, h.clock.now_ms()) {
-        return rate_limited(h, l, Some(client_id), client_ip);
+        return Err(rate_limited(h, l, Some(client_id), client_ip));
     }
+    Ok(grant)
+}
 
-    // 3. lineage and nesting
-    let presented = refresh_token.hash();
-    let lineage = match h.store.refresh_token_info(&presented).await {
+/// Step 3: the presented refresh token's lineage, or a new one. One that came out of
+/// a transfer session may not mint (no nesting); a known lineage's rate limit is
+/// checked here.
+async fn lineage_of(
+    h: &Handoff,
+    presented: &SecretHash,
+    client_id: &str,
+    client_ip: IpAddr,
+) -> Result<LineageId, MintAnswer> {
+    match h.store.refresh_token_info(presented).await {
         Err(e) => {
             tracing::warn!(error = %e, "mint: store unavailable");
-            return MintAnswer::error(unavailable("the session store is unavailable"), None);
+            Err(MintAnswer::error(
+                unavailable("the session store is unavailable"),
+                None,
+            ))
         }
         Ok(Some(info)) if info.kind == RefreshKind::Web => {
             tracing::warn!(client_id, lineage = %info.lineage, "mint refused: refresh token came from a session transfer");
-            return MintAnswer::error(
+            Err(MintAnswer::error(
                 OAuthError {
                     status: 400,
                     error: "unauthorized_client",
@@ -474,7 +555,7 @@ async fn mint_inner(
                         .into(),
                 },
                 None,
-            );
+            ))
         }
         Ok(Some(info)) => {
             // Before the IdP is asked (and may rotate): a refused mint leaves the
@@ -483,14 +564,48 @@ async fn mint_inner(
                 .mint_limits
                 .check_lineage(&info.lineage.to_string(), h.clock.now_ms())
             {
-                return rate_limited(h, l, Some(client_id), client_ip);
+                return Err(rate_limited(h, l, Some(client_id), client_ip));
             }
-            info.lineage
+            Ok(info.lineage)
         }
-        Ok(None) => LineageId::generate(),
-    };
+        Ok(None) => Ok(LineageId::generate()),
+    }
+}
 
-    // 4. the IdP decides whether the refresh token is good
+/// The IdP's answer to the refresh grant.
+struct Refreshed {
+    /// The token response, a JSON object.
+    body: Map<String, Value>,
+    /// The rotated refresh token, if the IdP rotated it.
+    rotated: Option<Secret>,
+}
+
+impl Refreshed {
+    fn rotated_text(&self) -> Option<&str> {
+        self.rotated.as_ref().map(|s| s.expose())
+    }
+
+    fn field(&self, name: &str) -> Option<&str> {
+        self.body.get(name).and_then(Value::as_str)
+    }
+
+    fn id_token(&self) -> Option<&str> {
+        self.field("id_token")
+    }
+
+    fn scope(&self) -> Option<&str> {
+        self.field("scope")
+    }
+}
+
+/// Step 4: the refresh grant, without the special audience, to the IdP; a
+/// rejection → `invalid_grant` (or the IdP's own client error).
+async fn refresh_at_idp(
+    h: &Handoff,
+    params: &TokenParams,
+    client_id: &str,
+    client_ip: IpAddr,
+) -> Result<Refreshed, MintAnswer> {
     let form = params.to_form(&["audience"]);
     let upstream = h
         .idp
@@ -508,119 +623,126 @@ async fn mint_inner(
     let resp = match upstream {
         Err(e) => {
             tracing::warn!(error = %e, "mint: identity provider unavailable");
-            return MintAnswer::error(unavailable("the identity provider is unavailable"), None);
+            return Err(MintAnswer::error(
+                unavailable("the identity provider is unavailable"),
+                None,
+            ));
         }
         Ok(r) => r,
     };
     let body: Option<Map<String, Value>> = serde_json::from_slice(&resp.body).ok();
     if resp.status != 200 {
-        let idp_error = body
-            .as_ref()
-            .and_then(|b| b.get("error"))
-            .and_then(Value::as_str)
-            .unwrap_or("");
-        tracing::info!(
-            client_id,
-            status = resp.status,
-            idp_error,
-            "mint: identity provider rejected the refresh grant"
-        );
-        let (status, error) = match idp_error {
-            "invalid_client" => (401, "invalid_client"),
-            "invalid_scope" => (400, "invalid_scope"),
-            "unauthorized_client" => (400, "unauthorized_client"),
-            _ => (400, "invalid_grant"),
-        };
-        return MintAnswer::error(
-            OAuthError {
-                status,
-                error,
-                description: "the identity provider rejected the refresh token".into(),
-            },
-            None,
-        );
+        return Err(idp_rejected(client_id, resp.status, body.as_ref()));
     }
     let Some(body) = body else {
         tracing::error!("mint: the identity provider's token response is not a JSON object");
-        return MintAnswer::error(
+        return Err(MintAnswer::error(
             unavailable("the identity provider answered unexpectedly"),
             None,
-        );
+        ));
     };
     let rotated = body
         .get("refresh_token")
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty())
         .map(Secret::new);
-    let rotated_text = rotated.as_ref().map(|s| s.expose());
-    let id_token = body.get("id_token").and_then(Value::as_str);
+    Ok(Refreshed { body, rotated })
+}
 
-    // 5. who is the user
-    let sub = match (id_token, body.get("access_token").and_then(Value::as_str)) {
+/// The answer when the IdP refused the refresh grant with `status`.
+fn idp_rejected(client_id: &str, status: u16, body: Option<&Map<String, Value>>) -> MintAnswer {
+    let idp_error = body
+        .and_then(|b| b.get("error"))
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    tracing::info!(
+        client_id,
+        status,
+        idp_error,
+        "mint: identity provider rejected the refresh grant"
+    );
+    let (status, error) = match idp_error {
+        "invalid_client" => (401, "invalid_client"),
+        "invalid_scope" => (400, "invalid_scope"),
+        "unauthorized_client" => (400, "unauthorized_client"),
+        _ => (400, "invalid_grant"),
+    };
+    MintAnswer::error(
+        OAuthError {
+            status,
+            error,
+            description: "the identity provider rejected the refresh token".into(),
+        },
+        None,
+    )
+}
+
+/// Step 5: the user is the verified id_token's `sub`, or userinfo's.
+async fn verify_user(
+    h: &Handoff,
+    refreshed: &Refreshed,
+    client_id: &str,
+) -> Result<String, MintAnswer> {
+    let sub = match (refreshed.id_token(), refreshed.field("access_token")) {
         (Some(t), _) => h.idp.id_token_subject(t, client_id).await,
         (None, Some(at)) => h.idp.userinfo_subject(at).await,
         (None, None) => Err(crate::idp::IdpError::Invalid(
             "neither id_token nor access_token".into(),
         )),
     };
-    let sub = match sub {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, client_id, "mint: cannot establish the user");
-            return MintAnswer::error(unavailable("the user could not be verified"), rotated_text);
-        }
-    };
+    sub.map_err(|e| {
+        tracing::error!(error = %e, client_id, "mint: cannot establish the user");
+        MintAnswer::error(
+            unavailable("the user could not be verified"),
+            refreshed.rotated_text(),
+        )
+    })
+}
 
-    // 6. mint and record
-    let now = h.clock.now_secs();
-    let exp = now + ttl.as_secs();
-    let stt = TransferToken::generate(&lineage, exp);
-    let ctx = MintContext {
-        sub,
-        native_client_id: client_id.to_string(),
-        lineage: lineage.clone(),
-        scope: body
-            .get("scope")
-            .and_then(Value::as_str)
-            .or(params.get("scope"))
-            .unwrap_or("")
-            .to_string(),
-        ip: client_ip,
-        asn,
-        fingerprint: fingerprint.map(|f| crate::secret::hex(&f)),
-        iat: now,
-        exp,
-    };
+/// Step 6: records the STT (only its hash) and both refresh tokens' mapping to the
+/// lineage, unless the lineage is revoked; a rotated-out token's mapping is shortened.
+async fn record(
+    h: &Handoff,
+    stt: &TransferToken,
+    ctx: &MintContext,
+    presented: SecretHash,
+    refreshed: &Refreshed,
+) -> Result<(), MintAnswer> {
+    let rotated_text = refreshed.rotated_text();
     let mut refresh_hashes = vec![presented];
-    if let Some(r) = &rotated {
+    if let Some(r) = &refreshed.rotated {
         refresh_hashes.push(r.hash());
     }
     match h
         .store
-        .record_mint(stt.hash(), &ctx, &refresh_hashes, LINEAGE_TTL)
+        .record_mint(stt.hash(), ctx, &refresh_hashes, LINEAGE_TTL)
         .await
     {
         Err(e) => {
             tracing::warn!(error = %e, "mint: store unavailable");
-            return MintAnswer::error(
+            return Err(MintAnswer::error(
                 unavailable("the session store is unavailable"),
                 rotated_text,
-            );
+            ));
         }
         Ok(MintWrite::LineageRevoked) => {
-            tracing::warn!(%lineage, client_id, "mint refused: lineage revoked");
-            return MintAnswer::error(
+            tracing::warn!(lineage = %ctx.lineage, client_id = ctx.native_client_id.as_str(), "mint refused: lineage revoked");
+            return Err(MintAnswer::error(
                 OAuthError {
                     status: 400,
                     error: "invalid_grant",
                     description: "the refresh token has been revoked".into(),
                 },
                 rotated_text,
-            );
+            ));
         }
         Ok(MintWrite::Stored) => {}
     }
-    if rotated.as_ref().is_some_and(|r| r.hash() != presented) {
+    if refreshed
+        .rotated
+        .as_ref()
+        .is_some_and(|r| r.hash() != presented)
+    {
         // Rotated out: its mapping need not outlive the rotation for long.
         if let Err(e) = h
             .store
@@ -630,18 +752,21 @@ async fn mint_inner(
             tracing::warn!(error = %e, "mint: could not shorten the rotated-out refresh token's mapping");
         }
     }
-    tracing::info!(token = %stt, %lineage, client_id, %client_ip, expires_in = ttl.as_secs(), "session transfer token minted");
+    Ok(())
+}
 
+/// The answer: Auth0's shape, with the IdP's rotated refresh token and id_token.
+fn answer(stt: &TransferToken, ttl: std::time::Duration, refreshed: &Refreshed) -> MintAnswer {
     let mut out = json!({
         "access_token": stt.expose(),
         "issued_token_type": ISSUED_TOKEN_TYPE,
         "token_type": "N_A",
         "expires_in": ttl.as_secs(),
     });
-    if let Some(r) = rotated_text {
+    if let Some(r) = refreshed.rotated_text() {
         out["refresh_token"] = Value::String(r.to_string());
     }
-    if let Some(t) = id_token {
+    if let Some(t) = refreshed.id_token() {
         out["id_token"] = Value::String(t.to_string());
     }
     MintAnswer {

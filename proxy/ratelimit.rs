@@ -133,20 +133,19 @@ impl Limiter {
 pub fn network_of(ip: IpAddr, v4_prefix: u8, v6_prefix: u8) -> IpAddr {
     match ip.to_canonical() {
         IpAddr::V4(a) => {
-            let bits = u32::from(a);
-            let mask = u32::MAX
-                .checked_shl(32 - u32::from(v4_prefix.min(32)))
-                .unwrap_or(0);
-            IpAddr::V4((bits & mask).into())
+            // The mask's top 32 bits, as an IPv4 mask.
+            let mask = (leading_ones(32, v4_prefix) >> 96) as u32;
+            IpAddr::V4((u32::from(a) & mask).into())
         }
-        IpAddr::V6(a) => {
-            let bits = u128::from(a);
-            let mask = u128::MAX
-                .checked_shl(128 - u32::from(v6_prefix.min(128)))
-                .unwrap_or(0);
-            IpAddr::V6((bits & mask).into())
-        }
+        IpAddr::V6(a) => IpAddr::V6((u128::from(a) & leading_ones(128, v6_prefix)).into()),
     }
+}
+
+/// A 128-bit mask whose first `prefix` bits (at most `width`) are set.
+fn leading_ones(width: u8, prefix: u8) -> u128 {
+    u128::MAX
+        .checked_shl(128 - u32::from(prefix.min(width)))
+        .unwrap_or(0)
 }
 
 /// The three mint limits of one instance (`[mint.rate_limit]`).
@@ -212,15 +211,14 @@ mod tests {
 
     const T0: u64 = 1_700_000_000_000;
 
+    /// A limiter of `per_minute` with `burst`, tracking at most `capacity` keys.
+    fn limiter(per_minute: u32, burst: u32, capacity: usize) -> Limiter {
+        Limiter::new(Rate { per_minute, burst }, capacity)
+    }
+
     #[test]
     fn burst_then_sustained_rate() {
-        let l = Limiter::new(
-            Rate {
-                per_minute: 10,
-                burst: 3,
-            },
-            100,
-        );
+        let l = limiter(10, 3, 100);
         for _ in 0..3 {
             assert_eq!(l.check(b"a", T0), Ok(()));
         }
@@ -240,13 +238,7 @@ mod tests {
 
     #[test]
     fn refused_requests_are_not_counted() {
-        let l = Limiter::new(
-            Rate {
-                per_minute: 60,
-                burst: 1,
-            },
-            100,
-        );
+        let l = limiter(60, 1, 100);
         assert!(l.check(b"a", T0).is_ok());
         for _ in 0..100 {
             assert!(l.check(b"a", T0 + 500).is_err());
@@ -256,13 +248,7 @@ mod tests {
 
     #[test]
     fn memory_is_bounded_and_busy_keys_are_kept() {
-        let l = Limiter::new(
-            Rate {
-                per_minute: 1,
-                burst: 2,
-            },
-            64,
-        );
+        let l = limiter(1, 2, 64);
         // One busy key, spent.
         assert!(l.check(b"busy", T0).is_ok());
         assert!(l.check(b"busy", T0).is_ok());
@@ -288,6 +274,15 @@ mod tests {
         assert_eq!(network_of(ip("192.0.2.77"), 32, 128), ip("192.0.2.77"));
         assert_eq!(network_of(ip("192.0.2.77"), 0, 0), ip("0.0.0.0"));
         assert_eq!(network_of(ip("2001:db8::1"), 0, 0), ip("::"));
+        // Every IPv4 prefix (and a too-long one) keeps exactly its leading bits.
+        for p in 0..=33u8 {
+            let want = u32::MAX.checked_shl(32 - u32::from(p.min(32))).unwrap_or(0);
+            assert_eq!(
+                network_of(ip("255.255.255.255"), p, 0),
+                IpAddr::V4(want.into()),
+                "/{p}"
+            );
+        }
     }
 
     #[test]

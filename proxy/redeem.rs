@@ -180,62 +180,110 @@ pub async fn redeem(h: &Handoff, p: &Presented<'_>) -> Outcome {
 }
 
 async fn redeem_inner(h: &Handoff, p: &Presented<'_>) -> Outcome {
+    match redeem_steps(h, p).await {
+        Ok(r) => Outcome::Success(Box::new(r)),
+        Err(reason) => Outcome::Fallback(reason),
+    }
+}
+
+/// The steps of SPEC §2.2 in order; a fallback is the `Err`.
+async fn redeem_steps(h: &Handoff, p: &Presented<'_>) -> Result<Redeemed, Fallback> {
     // 2. garbage never reaches the store
-    let token = match TransferToken::parse(p.token) {
-        Ok(t) => t,
-        Err(e) => {
-            tracing::debug!(error = %e, "malformed session transfer token");
-            return Outcome::Fallback(Fallback::Malformed);
-        }
-    };
+    let token = TransferToken::parse(p.token).map_err(|e| {
+        tracing::debug!(error = %e, "malformed session transfer token");
+        Fallback::Malformed
+    })?;
     // 3. spend it (the store remembers which web client it was first presented for)
     let web_client = p.web_client.unwrap_or("");
-    let consumed = match h
+    let (ctx, lineage_revoked) = spend(h, &token, web_client).await?;
+    // 4. the redemption context
+    let decision = check(h, p, &ctx, lineage_revoked, web_client)?;
+    // 5. log the user in
+    let sid = random_id();
+    let assertion = assertion::sign(
+        h,
+        &AssertionFacts {
+            sub: &ctx.sub,
+            lineage: ctx.lineage.as_str(),
+            native_client: &ctx.native_client_id,
+            sid: &sid,
+            web_client,
+        },
+    );
+    Ok(Redeemed {
+        sid,
+        web_client: web_client.to_string(),
+        assertion: crate::secret::Secret::new(assertion),
+        decision,
+        ctx,
+    })
+}
+
+/// Step 3: consumes the token; a fresh one gives its mint context and whether its
+/// lineage is revoked. A replay is `not_found_or_expired`, and may revoke the lineage.
+async fn spend(
+    h: &Handoff,
+    token: &TransferToken,
+    web_client: &str,
+) -> Result<(MintContext, bool), Fallback> {
+    let consumed = h
         .store
         .consume_transfer_token(token.lineage(), token.hash(), web_client)
         .await
-    {
-        Ok(c) => c,
-        Err(e) => {
+        .map_err(|e| {
             tracing::warn!(error = %e, token = %token, "redemption: store unavailable");
-            return Outcome::Fallback(Fallback::StoreUnavailable);
-        }
-    };
-    let (ctx, lineage_revoked) = match consumed {
-        Consumed::Unknown => return Outcome::Fallback(Fallback::NotFoundOrExpired),
+            Fallback::StoreUnavailable
+        })?;
+    match consumed {
+        Consumed::Unknown => Err(Fallback::NotFoundOrExpired),
         Consumed::Replayed {
             ctx,
             first_web_client,
         } => {
             tracing::warn!(token = %token, lineage = %ctx.lineage, "replayed session transfer token");
-            // The token's own clients decide, never the replayer's client_id.
-            let revoke = replay_revokes(&h.policy.load().policy, &ctx, first_web_client.as_deref());
-            if revoke {
-                match h.store.revoke_lineage(&ctx.lineage, LINEAGE_TTL).await {
-                    Ok(_) => {
-                        tracing::warn!(lineage = %ctx.lineage, "lineage revoked after replay")
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, lineage = %ctx.lineage, "could not revoke lineage after replay")
-                    }
-                }
-            }
-            return Outcome::Fallback(Fallback::NotFoundOrExpired);
+            on_replay(h, &ctx, first_web_client.as_deref()).await;
+            Err(Fallback::NotFoundOrExpired)
         }
         Consumed::Fresh {
             ctx,
             lineage_revoked,
-        } => (ctx, lineage_revoked),
-    };
-    // 4. the redemption context
+        } => Ok((ctx, lineage_revoked)),
+    }
+}
+
+/// Step 7: a replay revokes the lineage when the token's own clients say so
+/// ([`replay_revokes`]), never the replayer's `client_id`.
+async fn on_replay(h: &Handoff, ctx: &MintContext, first_web_client: Option<&str>) {
+    if !replay_revokes(&h.policy.load().policy, ctx, first_web_client) {
+        return;
+    }
+    match h.store.revoke_lineage(&ctx.lineage, LINEAGE_TTL).await {
+        Ok(_) => {
+            tracing::warn!(lineage = %ctx.lineage, "lineage revoked after replay")
+        }
+        Err(e) => {
+            tracing::error!(error = %e, lineage = %ctx.lineage, "could not revoke lineage after replay")
+        }
+    }
+}
+
+/// Step 4: expiry, lineage revocation, web client, the rules, the network binding
+/// and the browser's other transfer sessions; the rules' decision if all hold.
+fn check(
+    h: &Handoff,
+    p: &Presented<'_>,
+    ctx: &MintContext,
+    lineage_revoked: bool,
+    web_client: &str,
+) -> Result<handoff_rules::Decision, Fallback> {
     if ctx.exp <= h.clock.now_secs() {
-        return Outcome::Fallback(Fallback::NotFoundOrExpired);
+        return Err(Fallback::NotFoundOrExpired);
     }
     if lineage_revoked {
-        return Outcome::Fallback(Fallback::LineageRevoked);
+        return Err(Fallback::LineageRevoked);
     }
     if web_client.is_empty() {
-        return Outcome::Fallback(Fallback::ClientNotAllowed);
+        return Err(Fallback::ClientNotAllowed);
     }
     let minute_of_day_utc = ((h.clock.now_secs() / 60) % 1440) as u16;
     let decision = {
@@ -254,7 +302,7 @@ async fn redeem_inner(h: &Handoff, p: &Presented<'_>) -> Outcome {
         })
     };
     if let Err(reason) = decision.verdict {
-        return Outcome::Fallback(deny_label(reason));
+        return Err(deny_label(reason));
     }
     // A trusted proxy sent a forwarding header handoff could not read, at mint or
     // now: the client is unknown, and no network binding can hold for it.
@@ -262,31 +310,13 @@ async fn redeem_inner(h: &Handoff, p: &Presented<'_>) -> Outcome {
     if decision.binding.network != handoff_rules::NetworkBinding::None
         && (ctx.ip == unknown || p.client_ip == unknown)
     {
-        return Outcome::Fallback(Fallback::BindingMismatch);
+        return Err(Fallback::BindingMismatch);
     }
     if p.bound_subjects.iter().any(|s| *s != ctx.sub) {
         tracing::warn!(lineage = %ctx.lineage, "browser holds a transfer session of another user: revoking it, ordinary login");
-        return Outcome::Fallback(Fallback::DifferentSubject);
+        return Err(Fallback::DifferentSubject);
     }
-    // 5. log the user in
-    let sid = random_id();
-    let assertion = assertion::sign(
-        h,
-        &AssertionFacts {
-            sub: &ctx.sub,
-            lineage: ctx.lineage.as_str(),
-            native_client: &ctx.native_client_id,
-            sid: &sid,
-            web_client,
-        },
-    );
-    Outcome::Success(Box::new(Redeemed {
-        sid,
-        web_client: web_client.to_string(),
-        assertion: crate::secret::Secret::new(assertion),
-        decision,
-        ctx,
-    }))
+    Ok(decision)
 }
 
 #[cfg(test)]

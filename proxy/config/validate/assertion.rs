@@ -130,47 +130,46 @@ mod tests {
         assert_eq!(c.assertion.issuer, "https://login.example.com/handoff");
         assert_eq!(c.assertion.audience, "https://login.example.com");
         assert!(matches!(c.assertion.key, SigningKey::Ephemeral));
-        for (tail, key, reason) in [
-            (
-                "ttl = \"5m\"",
-                "assertion.ttl",
-                "must be between 1s and 60s (SPEC §2.3)",
-            ),
-            (
-                "ttl = \"0s\"",
-                "assertion.ttl",
-                "must be between 1s and 60s (SPEC §2.3)",
-            ),
-            (
-                "alg = \"RS256\"",
-                "assertion.alg",
-                "\"RS256\": expected \"EdDSA\" or \"HS256\"",
-            ),
-            (
-                "secret_file = \"s\"",
-                "assertion.secret_file",
-                "only used with alg = \"HS256\"",
-            ),
-            (
-                "alg = \"HS256\"",
-                "assertion.secret_file",
-                "missing: alg = \"HS256\"",
-            ),
-            (
-                "header = \"X Bad\"",
-                "assertion.header",
-                "\"X Bad\" is not a valid cookie or header name",
-            ),
-            (
-                "key_file = \"missing.pem\"",
-                "assertion.key_file",
-                "/etc/handoff/missing.pem is not a readable file",
-            ),
-        ] {
-            let e = err(&format!("{MIN}[assertion]\n{tail}\n"));
-            assert_eq!(e.key, key, "{tail}: {e}");
-            assert!(e.reason.starts_with(reason), "{tail}: {e}");
-        }
+        assert_refused(
+            "assertion",
+            &[
+                (
+                    "ttl = \"5m\"",
+                    "assertion.ttl",
+                    "must be between 1s and 60s (SPEC §2.3)",
+                ),
+                (
+                    "ttl = \"0s\"",
+                    "assertion.ttl",
+                    "must be between 1s and 60s (SPEC §2.3)",
+                ),
+                (
+                    "alg = \"RS256\"",
+                    "assertion.alg",
+                    "\"RS256\": expected \"EdDSA\" or \"HS256\"",
+                ),
+                (
+                    "secret_file = \"s\"",
+                    "assertion.secret_file",
+                    "only used with alg = \"HS256\"",
+                ),
+                (
+                    "alg = \"HS256\"",
+                    "assertion.secret_file",
+                    "missing: alg = \"HS256\"",
+                ),
+                (
+                    "header = \"X Bad\"",
+                    "assertion.header",
+                    "\"X Bad\" is not a valid cookie or header name",
+                ),
+                (
+                    "key_file = \"missing.pem\"",
+                    "assertion.key_file",
+                    "/etc/handoff/missing.pem is not a readable file",
+                ),
+            ],
+        );
     }
 
     #[test]

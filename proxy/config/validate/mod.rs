@@ -228,6 +228,16 @@ pub(super) mod testing {
         load(t).expect_err(t).first().clone()
     }
 
+    /// Asserts that each `(tail, key, reason)`, written under `[section]`, is refused
+    /// first with `key` and a reason that starts with `reason`.
+    pub fn assert_refused(section: &str, cases: &[(&str, &str, &str)]) {
+        for (tail, key, reason) in cases {
+            let e = err(&format!("{MIN}[{section}]\n{tail}\n"));
+            assert_eq!(e.key, *key, "{tail}: {e}");
+            assert!(e.reason.starts_with(reason), "{tail}: {e}");
+        }
+    }
+
     /// The keys of every error of `t`, in order (empty when it is valid).
     pub fn keys(t: &str) -> Vec<String> {
         load(t)

@@ -15,21 +15,7 @@ impl Validator<'_> {
             v.cookie_name(&format!("session.cookie_names[{i}]"), c)
         });
         let (same_site, domain) = self.cookie_attributes(se.same_site.as_deref(), se.domain);
-        let transaction_cookie = self
-            .cookie_name(
-                "session.transaction_cookie",
-                se.transaction_cookie
-                    .as_deref()
-                    .unwrap_or("__Host-handoff_tx"),
-            )
-            .and_then(|c| {
-                self.check(
-                    c.starts_with("__Host-"),
-                    c,
-                    "session.transaction_cookie",
-                    "must start with __Host-",
-                )
-            });
+        let transaction_cookie = self.transaction_cookie(se.transaction_cookie.as_deref());
         let transaction_ttl = self.bounded(
             "session.transaction_ttl",
             se.transaction_ttl.as_deref(),
@@ -43,27 +29,32 @@ impl Validator<'_> {
             1..=100,
             "must be between 1 and 100",
         );
-        let cache_ttl = self.bounded(
-            "session.cache_ttl",
-            se.cache_ttl.as_deref(),
-            1,
-            0..=1,
-            "must be at most 1s: it bounds how late a revocation is seen (SPEC §6)",
-        );
-        let outage_grace = self.bounded(
-            "session.outage_grace",
-            se.outage_grace.as_deref(),
-            30,
-            0..=600,
-            "must be at most 10m",
-        );
-        let retention = self.bounded(
-            "session.retention",
-            se.retention.as_deref(),
-            14 * DAY,
-            3600..=365 * DAY,
-            "must be between 1h and 365d, and at least the IdP's own session lifetime",
-        );
+        // How late a revocation is seen, how long an outage is ridden out, how long
+        // state is kept: each a duration within its bounds, in this order.
+        let [cache_ttl, outage_grace, retention] = [
+            (
+                "session.cache_ttl",
+                se.cache_ttl.as_deref(),
+                1,
+                0..=1,
+                "must be at most 1s: it bounds how late a revocation is seen (SPEC §6)",
+            ),
+            (
+                "session.outage_grace",
+                se.outage_grace.as_deref(),
+                30,
+                0..=600,
+                "must be at most 10m",
+            ),
+            (
+                "session.retention",
+                se.retention.as_deref(),
+                14 * DAY,
+                3600..=365 * DAY,
+                "must be between 1h and 365d, and at least the IdP's own session lifetime",
+            ),
+        ]
+        .map(|(key, v, default, secs, reason)| self.bounded(key, v, default, secs, reason));
         let max_cookie_occurrences = self.in_range(
             "session.max_cookie_occurrences",
             se.max_cookie_occurrences.unwrap_or(4),
@@ -89,6 +80,22 @@ impl Validator<'_> {
             outage_grace: outage_grace?,
             max_cookie_occurrences: max_cookie_occurrences?,
             max_cookie_bytes: max_cookie_bytes?,
+        })
+    }
+
+    /// `session.transaction_cookie`: a cookie name, and a `__Host-` one.
+    fn transaction_cookie(&mut self, v: Option<&str>) -> Option<String> {
+        self.cookie_name(
+            "session.transaction_cookie",
+            v.unwrap_or("__Host-handoff_tx"),
+        )
+        .and_then(|c| {
+            self.check(
+                c.starts_with("__Host-"),
+                c,
+                "session.transaction_cookie",
+                "must start with __Host-",
+            )
         })
     }
 
@@ -172,76 +179,75 @@ mod tests {
 
     #[test]
     fn session_keys_are_checked_and_named() {
-        for (tail, key, reason) in [
-            (
-                "cookie_names = [\"a b\"]",
-                "session.cookie_names[0]",
-                "\"a b\" is not a valid",
-            ),
-            (
-                "same_site = \"loose\"",
-                "session.same_site",
-                "\"loose\": expected",
-            ),
-            (
-                "domain = \"localhost\"",
-                "session.domain",
-                "\"localhost\" is not a registrable domain",
-            ),
-            (
-                "transaction_cookie = \"tx\"",
-                "session.transaction_cookie",
-                "must start with __Host-",
-            ),
-            (
-                "transaction_ttl = \"4s\"",
-                "session.transaction_ttl",
-                "must be between 5s and 120s",
-            ),
-            (
-                "transaction_ttl = \"121s\"",
-                "session.transaction_ttl",
-                "must be between 5s and 120s",
-            ),
-            (
-                "transaction_max_hops = 0",
-                "session.transaction_max_hops",
-                "must be between 1 and 100",
-            ),
-            (
-                "cache_ttl = \"2s\"",
-                "session.cache_ttl",
-                "must be at most 1s",
-            ),
-            (
-                "outage_grace = \"11m\"",
-                "session.outage_grace",
-                "must be at most 10m",
-            ),
-            (
-                "retention = \"59m\"",
-                "session.retention",
-                "must be between 1h and 365d",
-            ),
-            (
-                "retention = \"366d\"",
-                "session.retention",
-                "must be between 1h and 365d",
-            ),
-            (
-                "max_cookie_occurrences = 65",
-                "session.max_cookie_occurrences",
-                "must be between 1 and 64",
-            ),
-            (
-                "max_cookie_bytes = 1023",
-                "session.max_cookie_bytes",
-                "must be between 1024 and 262144",
-            ),
-        ] {
-            let e = err(&format!("{MIN}[session]\n{tail}\n"));
-            assert_eq!(e.key, key, "{tail}: {e}");
-            assert!(e.reason.starts_with(reason), "{tail}: {e}");
-        }
+        assert_refused(
+            "session",
+            &[
+                (
+                    "cookie_names = [\"a b\"]",
+                    "session.cookie_names[0]",
+                    "\"a b\" is not a valid",
+                ),
+                (
+                    "same_site = \"loose\"",
+                    "session.same_site",
+                    "\"loose\": expected",
+                ),
+                (
+                    "domain = \"localhost\"",
+                    "session.domain",
+                    "\"localhost\" is not a registrable domain",
+                ),
+                (
+                    "transaction_cookie = \"tx\"",
+                    "session.transaction_cookie",
+                    "must start with __Host-",
+                ),
+                (
+                    "transaction_ttl = \"4s\"",
+                    "session.transaction_ttl",
+                    "must be between 5s and 120s",
+                ),
+                (
+                    "transaction_ttl = \"121s\"",
+                    "session.transaction_ttl",
+                    "must be between 5s and 120s",
+                ),
+                (
+                    "transaction_max_hops = 0",
+                    "session.transaction_max_hops",
+                    "must be between 1 and 100",
+                ),
+                (
+                    "cache_ttl = \"2s\"",
+                    "session.cache_ttl",
+                    "must be at most 1s",
+                ),
+                (
+                    "outage_grace = \"11m\"",
+                    "session.outage_grace",
+                    "must be at most 10m",
+                ),
+                (
+                    "retention = \"59m\"",
+                    "session.retention",
+                    "must be between 1h and 365d",
+                ),
+                (
+                    "retention = \"366d\"",
+                    "session.retention",
+                    "must be between 1h and 365d",
+                ),
+                (
+                    "max_cookie_occurrences = 65",
+                    "session.max_cookie_occurrences",
+                    "must be between 1 and 64",
+                ),
+                (
+                    "max_cookie_bytes = 1023",
+                    "session.max_cookie_bytes",
+                    "must be between 1024 and 262144",
+                ),
+            ],
+        );
     }
 }

@@ -145,27 +145,32 @@ mod tests {
     fn memory_store_cap() {
         let c = load(&format!("{MIN}[store]\nmax_entries = 1000\n")).unwrap();
         assert!(matches!(c.store, StoreConfig::Memory { max_entries: 1000 }));
-        assert_eq!(
-            err(&format!("{MIN}[store]\nmax_entries = 0\n")).key,
-            "store.max_entries"
+        assert_refused(
+            "store",
+            &[
+                ("max_entries = 0", "store.max_entries", ""),
+                (
+                    "url = \"redis://x:1\"\nmax_entries = 10",
+                    "store.max_entries",
+                    "",
+                ),
+            ],
         );
-        let e = err(&format!(
-            "{MIN}[store]\nurl = \"redis://x:1\"\nmax_entries = 10\n"
-        ));
-        assert_eq!(e.key, "store.max_entries");
     }
 
     #[test]
     fn redis_stores() {
-        assert_eq!(
-            err(&format!("{MIN}[store]\nkind = \"redis\"\n")).key,
-            "store.url"
+        assert_refused(
+            "store",
+            &[
+                ("kind = \"redis\"", "store.url", ""),
+                (
+                    "url = \"redis://x:1\"\ntimeout = \"fast\"",
+                    "store.timeout",
+                    "\"fast\" is not a duration",
+                ),
+            ],
         );
-        let e = err(&format!(
-            "{MIN}[store]\nurl = \"redis://x:1\"\ntimeout = \"fast\"\n"
-        ));
-        assert_eq!(e.key, "store.timeout");
-        assert!(e.reason.starts_with("\"fast\" is not a duration"), "{e}");
         assert_eq!(
             keys(&format!(
                 "{MIN}[store]\nurl = \"http://x:1\"\ntimeout = \"0s\"\nkey_prefix = \"{{a}}\"\n"
