@@ -189,16 +189,8 @@ async fn code_grant(h: &Handoff, params: &TokenParams, code: &str, f: &Forward<'
         put_back_code(h, &code_hash, &rec).await;
         return passthrough_answer(resp);
     }
-    let Ok(Value::Object(mut body)) = serde_json::from_slice::<Value>(&resp.body) else {
-        // A 200 handoff cannot read might carry a refresh token: not passed on.
-        tracing::error!(
-            "token mediation: the identity provider's token response is not a JSON object"
-        );
-        return oauth(
-            502,
-            "server_error",
-            "the identity provider answered unexpectedly",
-        );
+    let Some(mut body) = token_response(&resp) else {
+        return unreadable_answer();
     };
     // SPEC §7.12: the login must be the transaction's subject's. An answer for
     // someone else means the IdP logged in a session the transfer did not create:
@@ -459,15 +451,8 @@ async fn unrecorded_code_grant(h: &Handoff, params: &TokenParams, f: &Forward<'_
     if resp.status != 200 {
         return passthrough_answer(resp);
     }
-    let Ok(Value::Object(mut body)) = serde_json::from_slice::<Value>(&resp.body) else {
-        tracing::error!(
-            "token mediation: the identity provider's token response is not a JSON object"
-        );
-        return oauth(
-            502,
-            "server_error",
-            "the identity provider answered unexpectedly",
-        );
+    let Some(mut body) = token_response(&resp) else {
+        return unreadable_answer();
     };
     if !body.contains_key("refresh_token") {
         return json_answer(200, &Value::Object(body));
@@ -712,6 +697,24 @@ pub fn withhold_response(loc: &str) -> String {
         out.append_pair("state", &s);
     }
     format!("{base}?{}", out.finish())
+}
+
+/// The IdP's 200 token response as a JSON object, if it is one.
+fn token_response(resp: &crate::idp::IdpResponse) -> Option<serde_json::Map<String, Value>> {
+    match serde_json::from_slice::<Value>(&resp.body) {
+        Ok(Value::Object(body)) => Some(body),
+        _ => None,
+    }
+}
+
+/// A 200 handoff cannot read might carry a refresh token: it is not passed on.
+fn unreadable_answer() -> Action {
+    tracing::error!("token mediation: the identity provider's token response is not a JSON object");
+    oauth(
+        502,
+        "server_error",
+        "the identity provider answered unexpectedly",
+    )
 }
 
 /// Puts a code record back after an exchange the IdP did not complete.

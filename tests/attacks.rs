@@ -644,3 +644,58 @@ async fn unattributable_callers_do_not_escape_mediation() {
     }
     w.assert_no_leaks();
 }
+
+/// Attack 10: a web page cannot drive the default (tokenless, loopback) admin API:
+/// not with a "simple" cross-site POST (text/plain, an Origin), not by DNS
+/// rebinding (a foreign Host); the operator's own calls still work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_web_page_cannot_drive_the_admin_api() {
+    let w = world(false).await;
+    let a = Client::device_a();
+    let url = w.hd.admin_url("/revoke");
+    let body = r#"{"subject":"alice"}"#;
+    let r = a
+        .send(
+            "POST",
+            &url,
+            &[
+                ("content-type", "text/plain"),
+                ("origin", "https://evil.example"),
+            ],
+            body,
+        )
+        .await;
+    assert_eq!(r.status, 403, "{r:?}");
+    let r = a
+        .send("POST", &url, &[("content-type", "text/plain")], body)
+        .await;
+    assert_eq!(r.status, 403, "a non-JSON write body: {r:?}");
+    let r = a
+        .send(
+            "POST",
+            &url,
+            &[
+                ("content-type", "application/json"),
+                ("sec-fetch-site", "cross-site"),
+            ],
+            body,
+        )
+        .await;
+    assert_eq!(r.status, 403, "{r:?}");
+    let r = a
+        .get(
+            &w.hd.admin_url("/sessions?subject=alice"),
+            &[("host", "rebound.evil.example")],
+        )
+        .await;
+    assert_eq!(r.status, 403, "DNS rebinding: {r:?}");
+    let r = a.post_json(&url, &json!({"subject": "alice"}), &[]).await;
+    assert_eq!(r.status, 200, "the operator's call: {r:?}");
+    assert_eq!(
+        a.get(&w.hd.admin_url("/healthz"), &[("host", "probe.internal")])
+            .await
+            .status,
+        200,
+        "probes keep working"
+    );
+}
