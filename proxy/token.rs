@@ -145,6 +145,10 @@ pub async fn mediate(h: &Handoff, params: &TokenParams, f: &Forward<'_>) -> Acti
     }
 }
 
+/// An `authorization_code` grant: a recorded code of a transfer session is
+/// exchanged by handoff itself, in SPEC §2.5's order — its session still alive, the
+/// IdP asked, the answer's subject the transfer's, the refresh token withheld or
+/// bound as policy says.
 async fn code_grant(h: &Handoff, params: &TokenParams, code: &str, f: &Forward<'_>) -> Action {
     let code_hash = SecretHash::of(code.as_bytes());
     let rec = match h.store.take_code(&code_hash).await {
@@ -155,9 +159,29 @@ async fn code_grant(h: &Handoff, params: &TokenParams, code: &str, f: &Forward<'
             return unavailable();
         }
     };
+    let mut body = match exchange_recorded(h, &code_hash, &rec, f).await {
+        Ok(body) => body,
+        Err(answer) => return answer,
+    };
+    if let Err(answer) = check_subject(h, &rec, &mut body).await {
+        return answer;
+    }
+    mediate_refresh_token(h, &rec, &mut body).await;
+    link_idp_sid(h, &rec, &body).await;
+    json_answer(200, &Value::Object(body))
+}
+
+/// Asks the IdP to exchange a recorded code whose session is still alive. Whatever
+/// the IdP did not spend stays recorded for the retry.
+async fn exchange_recorded(
+    h: &Handoff,
+    code_hash: &SecretHash,
+    rec: &CodeRecord,
+    f: &Forward<'_>,
+) -> Result<serde_json::Map<String, Value>, Action> {
     // A code of a session that has ended since (cascade, revocation, limits) buys
     // nothing: checked before the IdP is asked.
-    match code_session_alive(h, &rec).await {
+    match code_session_alive(h, rec).await {
         Ok(true) => {}
         Ok(false) => {
             h.metrics
@@ -165,39 +189,45 @@ async fn code_grant(h: &Handoff, params: &TokenParams, code: &str, f: &Forward<'
                 .with_label_values(&["code_of_ended_session"])
                 .inc();
             tracing::info!(lineage = %rec.lineage, sid = %rec.sid, "code exchange refused: its transfer session has ended");
-            return oauth(
+            return Err(oauth(
                 400,
                 "invalid_grant",
                 "the authorization code is no longer valid",
-            );
+            ));
         }
         Err(()) => {
-            put_back_code(h, &code_hash, &rec).await;
-            return unavailable();
+            put_back_code(h, code_hash, rec).await;
+            return Err(unavailable());
         }
     }
     let resp = match forward(h, &h.config.paths.token, f).await {
         Ok(r) => r,
         Err(a) => {
-            put_back_code(h, &code_hash, &rec).await;
-            return a;
+            put_back_code(h, code_hash, rec).await;
+            return Err(a);
         }
     };
     if resp.status != 200 {
         // The IdP did not spend the code (a wrong verifier, redirect_uri or client
         // secret; an outage): it stays mediated for the retry.
-        put_back_code(h, &code_hash, &rec).await;
-        return passthrough_answer(resp);
+        put_back_code(h, code_hash, rec).await;
+        return Err(passthrough_answer(resp));
     }
-    let Some(mut body) = token_response(&resp) else {
-        return unreadable_answer();
-    };
-    // SPEC §7.12: the login must be the transaction's subject's. An answer for
-    // someone else means the IdP logged in a session the transfer did not create:
-    // that session is revoked and nothing is handed out.
-    match id_token_claims(&body)
-        .and_then(|c| c.get("sub").and_then(Value::as_str).map(str::to_owned))
-    {
+    token_response(&resp).ok_or_else(unreadable_answer)
+}
+
+/// SPEC §7.12: the login must be the transaction's subject's. An answer for
+/// someone else means the IdP logged in a session the transfer did not create:
+/// that session is revoked and nothing is handed out. Without an id_token the
+/// answer cannot be tied to the subject: no refresh token (the dangerous reading).
+async fn check_subject(
+    h: &Handoff,
+    rec: &CodeRecord,
+    body: &mut serde_json::Map<String, Value>,
+) -> Result<(), Action> {
+    let sub =
+        id_token_claims(body).and_then(|c| c.get("sub").and_then(Value::as_str).map(str::to_owned));
+    match sub {
         Some(sub) if sub != rec.sub => {
             tracing::error!(lineage = %rec.lineage, sid = %rec.sid, "code exchange answered for another subject than the session transfer's; session revoked");
             h.metrics
@@ -211,87 +241,84 @@ async fn code_grant(h: &Handoff, params: &TokenParams, code: &str, f: &Forward<'
             }
             // Nobody gets this answer: its refresh token goes with the session
             // (kept until the IdP confirms, like every withheld one).
-            if let Some(rt) = body
-                .get("refresh_token")
-                .and_then(Value::as_str)
-                .map(Secret::new)
-            {
-                withhold(h, &rec, &rt).await;
+            if let Some(rt) = refresh_token_of(body) {
+                withhold(h, rec, &rt).await;
             }
-            return oauth(
+            Err(oauth(
                 400,
                 "invalid_grant",
                 "the login does not match the session transfer",
-            );
+            ))
         }
-        Some(_) => {}
+        Some(_) => Ok(()),
         None => {
-            if body.contains_key("refresh_token") {
-                // Without an id_token the answer cannot be tied to the transfer's
-                // subject: no refresh token (the dangerous reading).
+            if let Some(rt) = refresh_token_of(body) {
                 tracing::warn!(sid = %rec.sid, "code exchange without an id_token: refresh token withheld");
-                if let Some(rt) = body
-                    .remove("refresh_token")
-                    .and_then(|v| v.as_str().map(Secret::new))
-                {
-                    withhold(h, &rec, &rt).await;
-                }
+                body.remove("refresh_token");
+                withhold(h, rec, &rt).await;
             }
+            Ok(())
         }
     }
-    let refresh = rec.refresh;
-    if let Some(rt) = body
-        .get("refresh_token")
+}
+
+fn refresh_token_of(body: &serde_json::Map<String, Value>) -> Option<Secret> {
+    body.get("refresh_token")
         .and_then(Value::as_str)
         .map(Secret::new)
+}
+
+/// The refresh token of a transfer session's code exchange: withheld
+/// (`allow_refresh_token = false`, or an online token with no session to hold it
+/// to), bound to the session (online), or allowed — and recorded either way.
+async fn mediate_refresh_token(
+    h: &Handoff,
+    rec: &CodeRecord,
+    body: &mut serde_json::Map<String, Value>,
+) {
+    let Some(rt) = refresh_token_of(body) else {
+        return;
+    };
+    let refresh = rec.refresh;
+    let mut info = RefreshTokenInfo {
+        lineage: rec.lineage.clone(),
+        kind: RefreshKind::Web,
+        session_cookie: None,
+        web_client: Some(rec.web_client.clone()),
+        denied: false,
+        native_client: None,
+    };
+    // Online refresh tokens need the session's cookie; without it the token could
+    // not be held to the session, so it is withheld like a forbidden one.
+    let unbindable = refresh.online && rec.session_cookie.is_none();
+    let outcome = if !refresh.allow || unbindable {
+        // Invariant 8: the web app never sees it.
+        body.remove("refresh_token");
+        info.denied = true;
+        withhold(h, rec, &rt).await;
+        "withheld"
+    } else if refresh.online {
+        info.session_cookie = rec.session_cookie.clone();
+        "bound"
+    } else {
+        "allowed"
+    };
+    h.metrics
+        .web_refresh_tokens
+        .with_label_values(&[outcome])
+        .inc();
+    if let Err(e) = h
+        .store
+        .record_refresh_token(&rt.hash(), &info, LINEAGE_TTL)
+        .await
     {
-        let mut info = RefreshTokenInfo {
-            lineage: rec.lineage.clone(),
-            kind: RefreshKind::Web,
-            session_cookie: None,
-            web_client: Some(rec.web_client.clone()),
-            denied: false,
-            native_client: None,
-        };
-        // Online refresh tokens need the session's cookie; without it the token
-        // could not be held to the session, so it is withheld like a forbidden one.
-        let unbindable = refresh.online && rec.session_cookie.is_none();
-        if !refresh.allow || unbindable {
-            // Invariant 8: the web app never sees it.
+        tracing::error!(error = %e, "token mediation: could not record the web refresh token");
+        if !info.denied {
+            // Unrecorded, it could not be held to its session: do not hand it out.
             body.remove("refresh_token");
-            info.denied = true;
-            h.metrics
-                .web_refresh_tokens
-                .with_label_values(&["withheld"])
-                .inc();
-            withhold(h, &rec, &rt).await;
-        } else if refresh.online {
-            info.session_cookie = rec.session_cookie.clone();
-            h.metrics
-                .web_refresh_tokens
-                .with_label_values(&["bound"])
-                .inc();
-        } else {
-            h.metrics
-                .web_refresh_tokens
-                .with_label_values(&["allowed"])
-                .inc();
         }
-        if let Err(e) = h
-            .store
-            .record_refresh_token(&rt.hash(), &info, LINEAGE_TTL)
-            .await
-        {
-            tracing::error!(error = %e, "token mediation: could not record the web refresh token");
-            if !info.denied {
-                // Unrecorded, it could not be held to its session: do not hand it out.
-                body.remove("refresh_token");
-            }
-        }
-        tracing::info!(lineage = %rec.lineage, sid = %rec.sid, web_client = %rec.web_client, withheld = info.denied, "web refresh token mediated");
     }
-    link_idp_sid(h, &rec, &body).await;
-    json_answer(200, &Value::Object(body))
+    tracing::info!(lineage = %rec.lineage, sid = %rec.sid, web_client = %rec.web_client, withheld = info.denied, "web refresh token mediated");
 }
 
 /// Whether a recorded code's transfer session may still exchange it: lineage not
@@ -346,39 +373,50 @@ pub enum Caller {
     Unknown,
 }
 
-/// The caller of a token request (see [`Caller`]). An unreadable `Authorization`
-/// or `client_assertion` is `Unknown`, never "no client".
+/// The caller of a token request (see [`Caller`]). Every identity the request
+/// claims — the body's `client_id`, an `Authorization` header, a
+/// `client_assertion` — is read; an unreadable one, or two that disagree (which
+/// would the IdP believe?), make the caller `Unknown`, never "no client".
 pub fn request_caller(params: &TokenParams, f: &Forward<'_>) -> Caller {
+    let mut claimed: Vec<Option<String>> = Vec::new();
     if let Some(c) = params.get("client_id") {
-        return Caller::Client(c.to_string());
+        claimed.push(Some(c.to_string()));
     }
     if let Some(a) = f.authorization {
-        let (scheme, rest) = a.trim().split_once(' ').unwrap_or((a.trim(), ""));
-        if !scheme.eq_ignore_ascii_case("basic") {
-            return Caller::Unknown;
-        }
-        let user = base64::engine::general_purpose::STANDARD
-            .decode(rest.trim())
-            .ok()
-            .and_then(|d| String::from_utf8(d).ok())
-            .and_then(|u| u.split(':').next().map(str::to_owned))
-            .and_then(|u| {
-                form_urlencoded::parse(format!("u={u}").as_bytes())
-                    .next()
-                    .map(|(_, v)| v.into_owned())
-            });
-        return user.map_or(Caller::Unknown, Caller::Client);
+        claimed.push(basic_user(a));
     }
     if let Some(jwt) = params.get("client_assertion") {
-        let sub = jwt
-            .split('.')
-            .nth(1)
-            .and_then(|p| URL_SAFE_NO_PAD.decode(p).ok())
-            .and_then(|p| serde_json::from_slice::<Value>(&p).ok())
-            .and_then(|v| v.get("sub").and_then(Value::as_str).map(str::to_owned));
-        return sub.map_or(Caller::Unknown, Caller::Client);
+        claimed.push(
+            jwt.split('.')
+                .nth(1)
+                .and_then(|p| URL_SAFE_NO_PAD.decode(p).ok())
+                .and_then(|p| serde_json::from_slice::<Value>(&p).ok())
+                .and_then(|v| v.get("sub").and_then(Value::as_str).map(str::to_owned)),
+        );
     }
-    Caller::Unknown
+    match claimed.split_first() {
+        Some((Some(first), rest)) if rest.iter().all(|c| c.as_deref() == Some(first)) => {
+            Caller::Client(first.clone())
+        }
+        _ => Caller::Unknown,
+    }
+}
+
+/// The user of an HTTP Basic `Authorization` (any case of the scheme, the user
+/// percent-decoded as RFC 6749 §2.3.1 says).
+fn basic_user(a: &str) -> Option<String> {
+    let (scheme, rest) = a.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(rest.trim())
+        .ok()?;
+    let user = String::from_utf8(decoded).ok()?;
+    let user = user.split(':').next()?;
+    form_urlencoded::parse(format!("u={user}").as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
 }
 
 /// How a code exchange that matches no recorded code is judged, from the IdP's
@@ -970,6 +1008,51 @@ pub async fn revocation_endpoint(h: &Handoff, params: &TokenParams, f: &Forward<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn callers_are_read_as_the_idp_might_and_disagreements_are_unknown() {
+        use base64::Engine;
+        let body = Bytes::new();
+        let basic = |u: &str| {
+            format!(
+                "basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{u}:s"))
+            )
+        };
+        let f = |auth: Option<&str>| Forward {
+            body: &body,
+            content_type: None,
+            authorization: auth.map(|a| Box::leak(a.to_string().into_boxed_str()) as &str),
+            client_ip: "127.0.0.1".parse().unwrap(),
+        };
+        let p = |kv: &[(&str, &str)]| {
+            TokenParams(
+                kv.iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            )
+        };
+        let web = Caller::Client("web-app".into());
+        assert_eq!(
+            request_caller(&p(&[("client_id", "web-app")]), &f(None)),
+            web
+        );
+        assert_eq!(request_caller(&p(&[]), &f(Some(&basic("web-app")))), web);
+        assert_eq!(request_caller(&p(&[]), &f(Some(&basic("web%2Dapp")))), web);
+        assert_eq!(
+            request_caller(
+                &p(&[("client_id", "native-app")]),
+                &f(Some(&basic("web-app")))
+            ),
+            Caller::Unknown,
+            "two identities that disagree"
+        );
+        assert_eq!(
+            request_caller(&p(&[]), &f(Some("Bearer x"))),
+            Caller::Unknown
+        );
+        assert_eq!(request_caller(&p(&[]), &f(None)), Caller::Unknown);
+    }
 
     #[test]
     fn withheld_codes_become_error_redirects() {
