@@ -70,90 +70,108 @@ fn bad(description: &str) -> (u16, Value) {
 
 /// Handles one logout request; returns the status and JSON body to answer with.
 pub async fn logout(h: &Handoff, params: &TokenParams) -> (u16, Value) {
-    if h.config.backchannel_logout.audiences.is_empty() {
-        return (
-            404,
-            json!({"error": "not_found", "error_description": "back-channel logout is not configured"}),
-        );
-    }
-    let Some(token) = params.get("logout_token") else {
-        return bad("logout_token is required");
-    };
-    let claims = match h.idp.verify_jws(token).await {
-        Ok(c) => c,
-        Err(crate::idp::IdpError::Unavailable(e)) => {
-            tracing::warn!(error = %e, "back-channel logout: cannot reach the identity provider's keys");
-            return (503, json!({"error": "temporarily_unavailable"}));
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "back-channel logout: logout_token refused");
-            return bad("the logout_token does not verify");
-        }
-    };
-    if let Err(why) = check_claims(
-        &claims,
-        &h.config.backchannel_logout.audiences,
-        h.clock.now_secs(),
-    ) {
-        tracing::warn!(why, "back-channel logout: logout_token refused");
-        return bad(why);
-    }
-    // Replay: the same token (same issuer and jti) is honoured once. check_claims
-    // made sure there is a jti.
-    let jti = claims
-        .get("jti")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    let iss = claims
-        .get("iss")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    let once = format!("backchannel-logout\0{iss}\0{jti}");
-    match h
-        .store
-        .remember_once(&once, replay_memory(&claims, h.clock.now_secs()))
-        .await
-    {
-        Ok(true) => {}
-        Ok(false) => {
-            tracing::warn!("back-channel logout: logout_token replayed (jti already used)");
-            return bad("the logout_token has already been used");
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "back-channel logout: store unavailable");
-            return (503, json!({"error": "temporarily_unavailable"}));
-        }
-    }
-    let result = match (
-        claims.get("sid").and_then(Value::as_str),
-        claims.get("sub").and_then(Value::as_str),
-    ) {
-        (Some(sid), _) => match h.store.idp_session(sid).await {
-            Ok(Some(link)) => match SecretHash::from_hex(&link.session_cookie) {
-                Some(hash) => revocation::revoke_cookie(h, &hash, "backchannel_logout")
-                    .await
-                    .map(usize::from),
-                None => Ok(0),
-            },
-            Ok(None) => Ok(0),
-            Err(e) => Err(e),
-        },
-        (None, Some(sub)) => revocation::revoke_subject(h, sub, false, "backchannel_logout").await,
-        (None, None) => return bad("the logout_token names neither sid nor sub"),
-    };
-    match result {
+    match logout_steps(h, params).await {
         Ok(n) => {
             tracing::info!(sessions = n, "back-channel logout processed");
             (200, json!({}))
         }
+        Err(answer) => answer,
+    }
+}
+
+/// An answer to the IdP.
+type Answer = (u16, Value);
+
+fn unavailable() -> Answer {
+    (503, json!({"error": "temporarily_unavailable"}))
+}
+
+/// Verify the token, spend its `jti` once, revoke what it names; how many sessions.
+async fn logout_steps(h: &Handoff, params: &TokenParams) -> Result<usize, Answer> {
+    if h.config.backchannel_logout.audiences.is_empty() {
+        return Err((
+            404,
+            json!({"error": "not_found", "error_description": "back-channel logout is not configured"}),
+        ));
+    }
+    let token = params
+        .get("logout_token")
+        .ok_or_else(|| bad("logout_token is required"))?;
+    let claims = verified_claims(h, token).await?;
+    let once = spend_jti(h, &claims).await?;
+    let named = (
+        claims.get("sid").and_then(Value::as_str),
+        claims.get("sub").and_then(Value::as_str),
+    );
+    let result = match named {
+        (Some(sid), _) => revoke_idp_session(h, sid).await,
+        (None, Some(sub)) => revocation::revoke_subject(h, sub, false, "backchannel_logout").await,
+        (None, None) => return Err(bad("the logout_token names neither sid nor sub")),
+    };
+    match result {
+        Ok(n) => Ok(n),
         Err(e) => {
             tracing::error!(error = %e, "back-channel logout: store unavailable");
             // Release the claim on the jti: the IdP will retry this very token.
             if let Err(e) = h.store.forget_once(&once).await {
                 tracing::error!(error = %e, "back-channel logout: could not forget the jti; a retry of this logout_token will be refused as a replay");
             }
-            (503, json!({"error": "temporarily_unavailable"}))
+            Err(unavailable())
         }
+    }
+}
+
+/// The logout token's claims, its signature verified against the IdP's keys and
+/// its rules checked.
+async fn verified_claims(h: &Handoff, token: &str) -> Result<Value, Answer> {
+    let claims = match h.idp.verify_jws(token).await {
+        Ok(c) => c,
+        Err(crate::idp::IdpError::Unavailable(e)) => {
+            tracing::warn!(error = %e, "back-channel logout: cannot reach the identity provider's keys");
+            return Err(unavailable());
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "back-channel logout: logout_token refused");
+            return Err(bad("the logout_token does not verify"));
+        }
+    };
+    let audiences = &h.config.backchannel_logout.audiences;
+    if let Err(why) = check_claims(&claims, audiences, h.clock.now_secs()) {
+        tracing::warn!(why, "back-channel logout: logout_token refused");
+        return Err(bad(why));
+    }
+    Ok(claims)
+}
+
+/// Replay: the same token (same issuer and jti) is honoured once (`check_claims`
+/// made sure there is a jti). Returns the name it was remembered under.
+async fn spend_jti(h: &Handoff, claims: &Value) -> Result<String, Answer> {
+    let claim = |k: &str| claims.get(k).and_then(Value::as_str).unwrap_or_default();
+    let once = format!("backchannel-logout\0{}\0{}", claim("iss"), claim("jti"));
+    let ttl = replay_memory(claims, h.clock.now_secs());
+    match h.store.remember_once(&once, ttl).await {
+        Ok(true) => Ok(once),
+        Ok(false) => {
+            tracing::warn!("back-channel logout: logout_token replayed (jti already used)");
+            Err(bad("the logout_token has already been used"))
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "back-channel logout: store unavailable");
+            Err(unavailable())
+        }
+    }
+}
+
+/// Revokes the web session the IdP's `sid` was linked to, if any.
+async fn revoke_idp_session(h: &Handoff, sid: &str) -> Result<usize, crate::store::StoreError> {
+    let Some(link) = h.store.idp_session(sid).await? else {
+        return Ok(0);
+    };
+    match SecretHash::from_hex(&link.session_cookie) {
+        Some(hash) => revocation::revoke_cookie(h, &hash, "backchannel_logout")
+            .await
+            .map(usize::from),
+        None => Ok(0),
     }
 }
 

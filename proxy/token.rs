@@ -470,16 +470,15 @@ pub async fn classify_unrecorded(h: &Handoff, body: &serde_json::Map<String, Val
 async fn unrecorded_code_grant(h: &Handoff, params: &TokenParams, f: &Forward<'_>) -> Action {
     // Native clients' own logins are the IdP's business; every other exchange is
     // made by handoff, so it can read the answer.
-    let (client, watched, allow) = {
+    let (client, watched) = {
         let p = h.policy.load();
         match request_caller(params, f) {
             Caller::Client(c) if p.native_client(&c).is_some() => return Action::Pass,
             Caller::Client(c) => {
                 let watched = p.is_transfer_web_client(&c);
-                let allow = p.web_client(&c).allow_refresh_token;
-                (Some(c), watched, allow)
+                (Some(c), watched)
             }
-            Caller::Unknown => (None, true, false),
+            Caller::Unknown => (None, true),
         }
     };
     let resp = match forward(h, &h.config.paths.token, f).await {
@@ -502,7 +501,10 @@ async fn unrecorded_code_grant(h: &Handoff, params: &TokenParams, f: &Forward<'_
     let withhold = match class {
         Unrecorded::Ordinary => false,
         Unrecorded::Transfer => true,
-        Unrecorded::Unknown => watched && !allow,
+        // An allowed refresh token is honoured only bound to its session, and an
+        // unrecorded one never is: a client a transfer may log in to keeps one
+        // only when the answer shows an ordinary login.
+        Unrecorded::Unknown => watched,
     };
     if withhold {
         let rt = body

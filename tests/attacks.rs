@@ -699,3 +699,32 @@ async fn a_web_page_cannot_drive_the_admin_api() {
         "probes keep working"
     );
 }
+
+/// Found by the second pentest: an unrecorded code exchange whose answer cannot be
+/// classified (no id_token) withholds the refresh token even for a transfer web
+/// client that may have refresh tokens — an unrecorded token can never be bound to
+/// its session, so it would outlive the session and the cascade.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unclassifiable_unrecorded_exchange_gets_no_refresh_token_even_where_allowed() {
+    let idp = IdpOptions {
+        id_token: false,
+        ..IdpOptions::default()
+    };
+    let mut w = World::with(true, idp, options(rules("allow_refresh_token = true"), "")).await;
+    let a = Client::device_a();
+    let (_, code) = w.login(&a, "alice").await;
+    let mut c = w.redis.as_ref().unwrap().conn();
+    let key =
+        handoff::store::Keys::new("ho").code(&handoff::secret::SecretHash::of(code.as_bytes()));
+    let removed: i64 = redis::cmd("DEL").arg(&key).query(&mut c).unwrap();
+    assert_eq!(removed, 1);
+    let r = a
+        .post_form(&w.hd.url("/oauth/token"), &code_exchange(&code), &[])
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.json().get("id_token").is_none(), "{}", r.body);
+    assert!(r.json().get("refresh_token").is_none(), "{}", r.body);
+    w.secrets
+        .push(r.json()["access_token"].as_str().unwrap().to_string());
+    w.assert_no_leaks();
+}

@@ -60,6 +60,9 @@ pub struct Ctx {
     pub path: String,
     /// The path as the IdP will route it.
     pub canonical_path: String,
+    /// This request as a hop of a login transaction: the canonical path and the
+    /// raw query (see `response::hop_key`).
+    pub hop: String,
     /// The client IP (after the trusted-proxy rule).
     pub client_ip: IpAddr,
     pub(super) started: Instant,
@@ -104,6 +107,7 @@ impl Default for Ctx {
             route: Route::Proxy,
             path: String::new(),
             canonical_path: String::new(),
+            hop: String::new(),
             client_ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             started: Instant::now(),
             host: None,

@@ -167,9 +167,7 @@ impl ProxyHttp for Gateway {
             return Ok(true);
         };
         if let Some(v) = &cookies.tx {
-            ctx.tx =
-                crate::transaction::continue_from_cookie(h, v, ctx.client_ip, &ctx.canonical_path)
-                    .await;
+            ctx.tx = crate::transaction::continue_from_cookie(h, v, ctx.client_ip, &ctx.hop).await;
         }
         let redeeming = ctx.route == Route::Redemption && !cookies.stt.is_empty();
         if !self.check_body(session, ctx, redeeming).await? {

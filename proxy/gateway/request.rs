@@ -78,6 +78,7 @@ pub(super) fn sort(
     ctx.canonical_path = canonical_path(raw_path).into_owned();
     ctx.route = routes.of(&ctx.canonical_path, &req.method);
     let query = req.uri.query();
+    ctx.hop = super::response::hop_key(&ctx.canonical_path, query.unwrap_or(""));
     ctx.authorize_client = query.and_then(|q| crate::token::query_param(q, "client_id"));
     ctx.unmediatable = query.is_some_and(hygiene::unmediatable_query);
     client_address(h, session, ctx);

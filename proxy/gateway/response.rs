@@ -76,37 +76,59 @@ pub(super) async fn rewrite_cookies(
     Ok(())
 }
 
-/// The canonical path of a redirect to handoff's own public host, if it is one.
+/// Where a redirect to handoff's own public host points, as a hop key (see
+/// [`hop_key`]), if it is one.
 fn local_redirect(h: &Handoff, resp: &ResponseHeader) -> Option<String> {
     if !(300..400).contains(&resp.status.as_u16()) {
         return None;
     }
     let loc = resp.headers.get(header::LOCATION)?.to_str().ok()?;
-    let path = if loc.starts_with('/') && !loc.starts_with("//") {
+    let target = if loc.starts_with('/') && !loc.starts_with("//") {
         loc
     } else {
         let rest = loc
             .strip_prefix("https://")
             .or_else(|| loc.strip_prefix("http://"))?;
-        let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+        let (host, target) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
         if !host_matches(host, &h.config.public_host) {
             return None;
         }
-        path
+        target
     };
-    let path = path.split(['?', '#']).next().unwrap_or("/");
-    Some(canonical_path(if path.is_empty() { "/" } else { path }).into_owned())
+    let target = target.split('#').next().unwrap_or("/");
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    Some(hop_key(
+        &canonical_path(if path.is_empty() { "/" } else { path }),
+        query,
+    ))
+}
+
+/// What identifies one hop of the IdP's redirect chain: the canonical path and the
+/// query exactly as the browser will send it back (so a `Location: /auth?x` names
+/// that request, not every authorize request).
+pub(super) fn hop_key(canonical_path: &str, query: &str) -> String {
+    if query.is_empty() {
+        canonical_path.to_string()
+    } else {
+        format!("{canonical_path}?{query}")
+    }
 }
 
 /// The login transaction follows the IdP's redirect chain: the next hop that may
-/// carry the assertion is the one this answer points to.
+/// carry the assertion is the one this answer points to — and only a hop that did
+/// carry the assertion moves the chain on (an unmediatable request on the chain
+/// does not hand its own interaction the assertion). When the first answer points
+/// nowhere on the public host, only the very same request (path and query) may
+/// assert again — a reload, never another authorize request.
 pub(super) fn follow_transaction(h: &Handoff, resp: &ResponseHeader, ctx: &mut Ctx) {
+    if ctx.assertion.is_none() {
+        return;
+    }
     match local_redirect(h, resp) {
         Some(next) => ctx.tx.follow(&next),
-        // Not a redirect: only this path again (a reload) may go on asserting.
         None => {
-            let here = ctx.canonical_path.clone();
             if let crate::transaction::TxState::Started { .. } = ctx.tx {
+                let here = ctx.hop.clone();
                 ctx.tx.follow(&here);
             }
         }

@@ -31,13 +31,13 @@ use std::net::IpAddr;
 
 /// A request carrying a transaction cookie: open it, check time and IP, count the
 /// hop. The state says whether this request may assert, may only bind, or ends it.
-/// `path` is the request's canonical path: off the transaction's redirect chain
-/// (see [`Transaction::next`]) the request only binds, and spends no hop.
+/// `hop` is the request's canonical path and query: off the transaction's redirect
+/// chain (see [`Transaction::next`]) the request only binds, and spends no hop.
 pub async fn continue_from_cookie(
     h: &Handoff,
     sealed: &str,
     client_ip: IpAddr,
-    path: &str,
+    hop: &str,
 ) -> TxState {
     let cfg = &h.config.session;
     let now = h.clock.now_secs();
@@ -52,7 +52,7 @@ pub async fn continue_from_cookie(
     if tx.exp <= now {
         return refused(h, "expired", bindable.then_some(tx), client_ip);
     }
-    if tx.next.as_deref().is_some_and(|n| n != path) {
+    if tx.next.as_deref().is_some_and(|n| n != hop) {
         // Not the hop the IdP's last answer pointed to (another interaction, a
         // favicon): no assertion here, but the transaction goes on.
         h.metrics

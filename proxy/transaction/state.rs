@@ -44,8 +44,8 @@ pub struct Transaction {
     /// The decision's refresh-token policy.
     #[serde(rename = "rt", default)]
     pub refresh: crate::store::RefreshPolicy,
-    /// The path (canonical) the next hop must ask for to carry the assertion: the
-    /// `Location` of the previous hop's answer. The transaction follows the IdP's
+    /// The hop (canonical path and query) the next request must be to carry the
+    /// assertion: the `Location` of the previous hop's answer. The transaction follows the IdP's
     /// own redirect chain and nothing else, so it cannot finish an interaction
     /// another request started (a `form_post` authorize, say).
     #[serde(rename = "x", default, skip_serializing_if = "Option::is_none")]
