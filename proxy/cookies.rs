@@ -347,26 +347,7 @@ pub fn rewrite_set_cookie(
             session_cookie: None,
         });
     }
-    c.set_secure(true);
-    c.set_http_only(true);
-    c.set_same_site(match cfg.same_site {
-        ConfSameSite::Lax => SameSite::Lax,
-        ConfSameSite::Strict => SameSite::Strict,
-        ConfSameSite::None => SameSite::None,
-    });
-    let narrow_enough = |d: &str| {
-        let d = d.trim_start_matches('.').to_ascii_lowercase();
-        cfg.domain
-            .as_deref()
-            .is_some_and(|allowed| d == allowed || d.ends_with(&format!(".{allowed}")))
-    };
-    match c.domain().map(str::to_owned) {
-        Some(d) if !narrow_enough(&d) => match &cfg.domain {
-            Some(allowed) => c.set_domain(allowed.clone()),
-            None => c.unset_domain(),
-        },
-        _ => {}
-    }
+    harden(&mut c, cfg);
     let now = cap.map(|(_, now)| now).unwrap_or(0);
     let deletion = is_deletion(&c, now);
     if let (Some((abs, now)), false) = (cap, deletion) {
@@ -391,6 +372,31 @@ pub fn rewrite_set_cookie(
         header: c.to_string(),
         session_cookie,
     })
+}
+
+/// An IdP session cookie's attributes (SPEC §2.4): `Secure`, `HttpOnly`, the
+/// configured `SameSite`, and no wider `Domain` than configured.
+fn harden(c: &mut Cookie<'_>, cfg: &SessionConfig) {
+    c.set_secure(true);
+    c.set_http_only(true);
+    c.set_same_site(match cfg.same_site {
+        ConfSameSite::Lax => SameSite::Lax,
+        ConfSameSite::Strict => SameSite::Strict,
+        ConfSameSite::None => SameSite::None,
+    });
+    let narrow_enough = |d: &str| {
+        let d = d.trim_start_matches('.').to_ascii_lowercase();
+        cfg.domain
+            .as_deref()
+            .is_some_and(|allowed| d == allowed || d.ends_with(&format!(".{allowed}")))
+    };
+    match c.domain().map(str::to_owned) {
+        Some(d) if !narrow_enough(&d) => match &cfg.domain {
+            Some(allowed) => c.set_domain(allowed.clone()),
+            None => c.unset_domain(),
+        },
+        _ => {}
+    }
 }
 
 /// `Set-Cookie` that ends an IdP session cookie in the browser.

@@ -332,7 +332,14 @@ async fn code_session_alive(h: &Handoff, rec: &CodeRecord) -> Result<bool, ()> {
             return Err(());
         }
     }
-    let Some(cookie) = rec.session_cookie.as_deref().and_then(SecretHash::from_hex) else {
+    session_alive(h, rec.session_cookie.as_deref()).await
+}
+
+/// Whether the web session a cookie hash (hex) was bound to is alive now, read from
+/// the store (no cache); no cookie: nothing to hold it to, so `true`. `Err` when the
+/// store cannot say.
+async fn session_alive(h: &Handoff, cookie: Option<&str>) -> Result<bool, ()> {
+    let Some(cookie) = cookie.and_then(SecretHash::from_hex) else {
         return Ok(true);
     };
     match crate::session::current(h, &cookie).await {
@@ -872,81 +879,98 @@ async fn refresh_grant(h: &Handoff, params: &TokenParams, rt: &Secret, f: &Forwa
             return unavailable();
         }
     };
-    let refuse = |h: &Handoff, why: &'static str| {
-        h.metrics.web_refresh_tokens.with_label_values(&[why]).inc();
-        tracing::info!(lineage = %info.lineage, why, "refresh grant refused");
-        oauth(400, "invalid_grant", "the refresh token is no longer valid")
-    };
-    match h.store.is_lineage_revoked(&info.lineage).await {
-        Ok(true) => return refuse(h, "lineage_revoked"),
-        Ok(false) => {}
-        Err(_) => return unavailable(),
-    }
-    if info.kind == RefreshKind::Web {
-        if info.denied {
-            return refuse(h, "denied");
-        }
-        if let Some(cookie) = info
-            .session_cookie
-            .as_deref()
-            .and_then(SecretHash::from_hex)
-        {
-            let alive = match crate::session::current(h, &cookie).await {
-                Ok(Some((_, s))) => {
-                    let now = h.clock.now_secs();
-                    !s.revoked && now < s.absolute_exp && now < s.idle_exp()
-                }
-                Ok(None) => false,
-                Err(_) => return unavailable(),
-            };
-            if !alive {
-                // Online refresh token of a dead session: refuse, and revoke it.
-                let denied = RefreshTokenInfo {
-                    denied: true,
-                    ..info.clone()
-                };
-                let _ = h
-                    .store
-                    .record_refresh_token(&hash, &denied, LINEAGE_TTL)
-                    .await;
-                if let Some(wc) = &info.web_client {
-                    revoke_at_idp(h, wc, rt);
-                }
-                return refuse(h, "session_ended");
-            }
-        }
+    if let Err(answer) = may_refresh(h, &info, &hash, rt).await {
+        return answer;
     }
     let resp = match forward(h, &h.config.paths.token, f).await {
         Ok(r) => r,
         Err(a) => return a,
     };
-    if resp.status == 200 {
-        if let Ok(Value::Object(body)) = serde_json::from_slice::<Value>(&resp.body) {
-            if let Some(new) = body
-                .get("refresh_token")
-                .and_then(Value::as_str)
-                .filter(|n| *n != rt.expose())
-            {
-                // Rotation: the new token inherits lineage and binding.
-                if let Err(e) = h
-                    .store
-                    .record_refresh_token(&Secret::new(new).hash(), &info, LINEAGE_TTL)
-                    .await
-                {
-                    tracing::error!(error = %e, "could not carry a refresh token's lineage across rotation");
-                    if info.kind == RefreshKind::Web {
-                        let mut body = body.clone();
-                        body.remove("refresh_token");
-                        return json_answer(200, &Value::Object(body));
-                    }
-                } else if info.kind == RefreshKind::Native {
-                    // The rotated-out token's mapping need not live long now.
-                    let ttl = crate::store::ROTATED_REFRESH_TTL;
-                    if let Err(e) = h.store.expire_refresh_token(&hash, ttl).await {
-                        tracing::warn!(error = %e, "could not shorten a rotated-out refresh token's mapping");
-                    }
-                }
+    carry_rotation(h, &info, &hash, rt, resp).await
+}
+
+/// A known refresh token may be used while its lineage is not revoked and — a web
+/// one — it is not denied and its session (online tokens) lives. An online token of
+/// a dead session is denied from now on and revoked at the IdP.
+async fn may_refresh(
+    h: &Handoff,
+    info: &RefreshTokenInfo,
+    hash: &SecretHash,
+    rt: &Secret,
+) -> Result<(), Action> {
+    let refuse = |why: &'static str| {
+        h.metrics.web_refresh_tokens.with_label_values(&[why]).inc();
+        tracing::info!(lineage = %info.lineage, why, "refresh grant refused");
+        oauth(400, "invalid_grant", "the refresh token is no longer valid")
+    };
+    match h.store.is_lineage_revoked(&info.lineage).await {
+        Ok(true) => return Err(refuse("lineage_revoked")),
+        Ok(false) => {}
+        Err(_) => return Err(unavailable()),
+    }
+    if info.kind != RefreshKind::Web {
+        return Ok(());
+    }
+    if info.denied {
+        return Err(refuse("denied"));
+    }
+    match session_alive(h, info.session_cookie.as_deref()).await {
+        Ok(true) => Ok(()),
+        Ok(false) => {
+            // Online refresh token of a dead session: refuse, and revoke it.
+            let denied = RefreshTokenInfo {
+                denied: true,
+                ..info.clone()
+            };
+            let _ = h
+                .store
+                .record_refresh_token(hash, &denied, LINEAGE_TTL)
+                .await;
+            if let Some(wc) = &info.web_client {
+                revoke_at_idp(h, wc, rt);
             }
+            Err(refuse("session_ended"))
+        }
+        Err(()) => Err(unavailable()),
+    }
+}
+
+/// The IdP's answer to a known refresh token: a rotated token inherits lineage and
+/// binding (a web one is not handed out when that cannot be recorded); a native
+/// one's rotated-out mapping need not live long now.
+async fn carry_rotation(
+    h: &Handoff,
+    info: &RefreshTokenInfo,
+    hash: &SecretHash,
+    rt: &Secret,
+    resp: crate::idp::IdpResponse,
+) -> Action {
+    let body = match token_response(&resp) {
+        Some(body) if resp.status == 200 => body,
+        _ => return passthrough_answer(resp),
+    };
+    let Some(new) = body
+        .get("refresh_token")
+        .and_then(Value::as_str)
+        .filter(|n| *n != rt.expose())
+    else {
+        return passthrough_answer(resp);
+    };
+    let recorded = h
+        .store
+        .record_refresh_token(&Secret::new(new).hash(), info, LINEAGE_TTL)
+        .await;
+    if let Err(e) = recorded {
+        tracing::error!(error = %e, "could not carry a refresh token's lineage across rotation");
+        if info.kind == RefreshKind::Web {
+            let mut body = body.clone();
+            body.remove("refresh_token");
+            return json_answer(200, &Value::Object(body));
+        }
+    } else if info.kind == RefreshKind::Native {
+        let ttl = crate::store::ROTATED_REFRESH_TTL;
+        if let Err(e) = h.store.expire_refresh_token(hash, ttl).await {
+            tracing::warn!(error = %e, "could not shorten a rotated-out refresh token's mapping");
         }
     }
     passthrough_answer(resp)
