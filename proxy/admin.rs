@@ -469,7 +469,7 @@ impl ServeHttp for AdminApp {
             Call::Jwks => reply(
                 StatusCode::OK,
                 "application/json",
-                self.h.jwks_json.to_vec(),
+                self.h.asserter.jwks_json().to_vec(),
             ),
             Call::Rules => self.rules(),
             Call::Sessions => self.sessions(session).await,

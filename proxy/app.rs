@@ -34,8 +34,8 @@ pub struct Handoff {
     pub policy: ArcSwap<Rules>,
     /// The last reload attempt.
     pub reload_status: std::sync::Mutex<ReloadStatus>,
-    /// Signs assertions.
-    pub signer: Signer,
+    /// Signs assertions and publishes their keys.
+    pub asserter: crate::assertion::Asserter,
     /// Seals login-transaction cookies.
     pub tx_key: TxKey,
     /// Seals withheld refresh tokens (derived from `tx_key`; see [`crate::withheld`]).
@@ -44,8 +44,6 @@ pub struct Handoff {
     pub withheld_wake: Arc<tokio::sync::Notify>,
     /// Recently read web-session states (forgotten on every revocation announced).
     pub sessions: Arc<SessionCache>,
-    /// The public JWKS, serialized once.
-    pub jwks_json: bytes::Bytes,
     /// handoff's client for the IdP.
     pub idp: Arc<IdpClient>,
     /// Counters.
@@ -228,9 +226,7 @@ impl Handoff {
             tracing::warn!(%w, "rules");
         }
         let (signer, tx_key) = load_signer(&config)?;
-        let jwks_json = serde_json::to_vec(&signer.public_jwks())
-            .expect("JWKS serializes")
-            .into();
+        let asserter = crate::assertion::Asserter::new(signer, &config.assertion, clock.clone());
         let idp = IdpClient::new(&config, clock.clone())?;
         let metrics = Metrics::new();
         // Every store call goes through the one metered seam.
@@ -261,12 +257,11 @@ impl Handoff {
                 trigger: "start".into(),
             }),
             policy: ArcSwap::from_pointee(policy),
-            signer,
+            asserter,
             seal_key: crate::withheld::SealKey::derive(&tx_key),
             withheld_wake: Arc::new(tokio::sync::Notify::new()),
             tx_key,
             sessions: sessions.clone(),
-            jwks_json,
             idp,
             metrics,
             clock,

@@ -13,7 +13,7 @@
 //!    own clients' policy says ([`replay_revokes`]), never the replaying request's.
 
 use crate::app::{Handoff, LINEAGE_TTL};
-use crate::assertion::{self, AssertionFacts};
+use crate::assertion::AssertionFacts;
 use crate::secret::{random_id, TransferToken};
 use crate::store::{Consumed, MintContext};
 use handoff_rules::{AuthMethod, DenyReason, RedeemContext};
@@ -200,20 +200,17 @@ async fn redeem_steps(h: &Handoff, p: &Presented<'_>) -> Result<Redeemed, Fallba
     let decision = check(h, p, &ctx, lineage_revoked, web_client)?;
     // 5. log the user in
     let sid = random_id();
-    let assertion = assertion::sign(
-        h,
-        &AssertionFacts {
-            sub: &ctx.sub,
-            lineage: ctx.lineage.as_str(),
-            native_client: &ctx.native_client_id,
-            sid: &sid,
-            web_client,
-        },
-    );
+    let assertion = h.asserter.sign(&AssertionFacts {
+        sub: &ctx.sub,
+        lineage: ctx.lineage.as_str(),
+        native_client: &ctx.native_client_id,
+        sid: &sid,
+        web_client,
+    });
     Ok(Redeemed {
         sid,
         web_client: web_client.to_string(),
-        assertion: crate::secret::Secret::new(assertion),
+        assertion,
         decision,
         ctx,
     })

@@ -35,10 +35,9 @@ pub use ctx::{Ctx, Route};
 pub use request::{canonical_path, fingerprint, host_matches};
 
 use crate::app::Handoff;
-use crate::assertion::{self, AssertionFacts};
+use crate::assertion::AssertionFacts;
 use crate::config::HostHeader;
 use crate::hygiene;
-use crate::secret::Secret;
 use async_trait::async_trait;
 use bytes::Bytes;
 use http::header;
@@ -119,16 +118,13 @@ impl Gateway {
             return;
         }
         if let Some(tx) = ctx.tx.asserting() {
-            ctx.assertion = Some(Secret::new(assertion::sign(
-                &self.h,
-                &AssertionFacts {
-                    sub: &tx.sub,
-                    lineage: tx.lineage.as_str(),
-                    native_client: &tx.native_client,
-                    sid: &tx.sid,
-                    web_client: &tx.web_client,
-                },
-            )));
+            ctx.assertion = Some(self.h.asserter.sign(&AssertionFacts {
+                sub: &tx.sub,
+                lineage: tx.lineage.as_str(),
+                native_client: &tx.native_client,
+                sid: &tx.sid,
+                web_client: &tx.web_client,
+            }));
         }
     }
 }
@@ -151,7 +147,7 @@ impl ProxyHttp for Gateway {
                 ("content-type", "application/json".to_string()),
                 ("cache-control", "public, max-age=300".to_string()),
             ];
-            reply::respond(session, 200, &headers, h.jwks_json.clone()).await?;
+            reply::respond(session, 200, &headers, h.asserter.jwks_json()).await?;
             return Ok(true);
         }
         // Invariant 4: take every transfer token out of the URL...
