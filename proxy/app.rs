@@ -80,13 +80,13 @@ impl std::ops::Deref for Rules {
 
 impl Rules {
     /// The ASN of `ip`, when a table is loaded and knows it.
-    pub fn asn_of(&self, ip: std::net::IpAddr) -> Option<u32> {
+    pub(crate) fn asn_of(&self, ip: std::net::IpAddr) -> Option<u32> {
         self.asn.as_ref().and_then(|t| t.lookup(ip))
     }
 }
 
 /// What the files the rules come from hash to right now (for the file watch).
-pub fn rules_fingerprint(config: &Config) -> String {
+pub(crate) fn rules_fingerprint(config: &Config) -> String {
     let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
     for p in config.rules_file.iter().chain(config.asn_table.iter()) {
         ctx.update(&std::fs::read(p).unwrap_or_default());
@@ -315,7 +315,7 @@ impl Handoff {
     /// Starts the rules file watch: every `rules.watch_interval`, reload when the
     /// files' contents changed (compared by hash, so a touch without a change, or
     /// an editor's rename dance, does nothing). Runs on its own thread.
-    pub fn watch_rules(self: &Arc<Self>) {
+    pub(crate) fn watch_rules(self: &Arc<Self>) {
         let interval = self.config.rules_watch;
         if interval.is_zero()
             || (self.config.rules_file.is_none() && self.config.asn_table.is_none())

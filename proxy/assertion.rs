@@ -83,7 +83,7 @@ impl Asserter {
     }
 
     /// The public JWKS, serialized once (served on both listeners).
-    pub fn jwks_json(&self) -> bytes::Bytes {
+    pub(crate) fn jwks_json(&self) -> bytes::Bytes {
         self.jwks_json.clone()
     }
 }

@@ -39,7 +39,7 @@ impl Clock for SystemClock {
 /// The system clock shifted by an offset that tests move by hand.
 ///
 /// It starts at the real time (so that Redis TTLs and the clock roughly agree) and
-/// only moves when [`ManualClock::advance`] is called, plus real elapsed time.
+/// only moves when `ManualClock::advance` is called, plus real elapsed time.
 #[derive(Debug, Default)]
 pub struct ManualClock {
     offset_ms: AtomicI64,

@@ -259,7 +259,7 @@ impl IdpClient {
 
     /// Verifies a JWS from the IdP (signature against its JWKS, refetched once on
     /// an unknown key) and returns its claims; `iss` must be the IdP's.
-    pub async fn verify_jws(&self, token: &str) -> Result<Value, IdpError> {
+    pub(crate) async fn verify_jws(&self, token: &str) -> Result<Value, IdpError> {
         const ALGS: &[Alg] = &[Alg::Rs256, Alg::Es256, Alg::EdDsa];
         let set = self.jwks(false).await?;
         let claims = match jws::verify(token, &set, ALGS) {
@@ -278,7 +278,7 @@ impl IdpClient {
     }
 
     /// Verifies an id_token issued to `client_id` and returns its `sub`.
-    pub async fn id_token_subject(
+    pub(crate) async fn id_token_subject(
         &self,
         id_token: &str,
         client_id: &str,
@@ -298,7 +298,7 @@ impl IdpClient {
     }
 
     /// Asks the userinfo endpoint who holds `access_token`.
-    pub async fn userinfo_subject(&self, access_token: &str) -> Result<String, IdpError> {
+    pub(crate) async fn userinfo_subject(&self, access_token: &str) -> Result<String, IdpError> {
         let d = self.discovery().await?;
         let path = d
             .userinfo_endpoint

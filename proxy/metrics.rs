@@ -149,7 +149,7 @@ impl Metrics {
     }
 
     /// Counts a redemption that fell back to an ordinary login.
-    pub fn redemption_fallback(&self, reason: crate::labels::Fallback) {
+    pub(crate) fn redemption_fallback(&self, reason: crate::labels::Fallback) {
         self.redemptions
             .with_label_values(&["fallback", reason.label()])
             .inc();

@@ -185,7 +185,7 @@ impl MintLimiter {
     }
 
     /// Counts a mint request from `ip`'s network.
-    pub fn check_network(&self, ip: IpAddr, now_ms: u64) -> Result<(), Limited> {
+    pub(crate) fn check_network(&self, ip: IpAddr, now_ms: u64) -> Result<(), Limited> {
         let net = network_of(ip, self.v4_prefix, self.v6_prefix);
         let key = match net {
             IpAddr::V4(a) => a.octets().to_vec(),
@@ -195,12 +195,12 @@ impl MintLimiter {
     }
 
     /// Counts a mint request of native client `client_id`.
-    pub fn check_client(&self, client_id: &str, now_ms: u64) -> Result<(), Limited> {
+    pub(crate) fn check_client(&self, client_id: &str, now_ms: u64) -> Result<(), Limited> {
         Self::check(&self.client, Scope::Client, client_id.as_bytes(), now_ms)
     }
 
     /// Counts a mint request from the refresh-token lineage `lineage`.
-    pub fn check_lineage(&self, lineage: &str, now_ms: u64) -> Result<(), Limited> {
+    pub(crate) fn check_lineage(&self, lineage: &str, now_ms: u64) -> Result<(), Limited> {
         Self::check(&self.lineage, Scope::Lineage, lineage.as_bytes(), now_ms)
     }
 }

@@ -10,7 +10,7 @@
 //! 6. on any failure the request goes upstream as an ordinary login, and the reason
 //!    is logged (never the token) and counted;
 //! 7. a replay may revoke the lineage (`revoke_lineage_on_replay`), as the token's
-//!    own clients' policy says ([`replay_revokes`]), never the replaying request's.
+//!    own clients' policy says (`replay_revokes`), never the replaying request's.
 
 use crate::app::{Handoff, LINEAGE_TTL};
 use crate::assertion::AssertionFacts;
@@ -96,7 +96,7 @@ fn parse_fingerprint(hex: &str) -> Option<[u8; 32]> {
 ///   native client allows has it on; a glob in `allowed_web_clients` may cover a
 ///   client that has it on, so it counts as on;
 /// - a native client the rules no longer list: revoke.
-pub fn replay_revokes(
+pub(crate) fn replay_revokes(
     policy: &handoff_rules::Policy,
     ctx: &MintContext,
     first_web_client: Option<&str>,
@@ -115,7 +115,7 @@ pub fn replay_revokes(
 /// The token a redemption request presents: a query-delivered one (in the
 /// redirect cookie of the 303, SPEC §2.2 step 1) before the native app's cookie —
 /// it is the one this navigation carried.
-pub fn choose_token<'a>(
+pub(crate) fn choose_token<'a>(
     cookies: &'a [(String, String)],
     redirect_cookie: &str,
 ) -> Option<(&'a str, AuthMethod)> {
@@ -133,7 +133,7 @@ pub fn choose_token<'a>(
 /// SPEC §2.2 step 1: the `Set-Cookie` that carries a query-delivered token across
 /// the 303 to the clean URL (a `__Host-` cookie living as long as the token
 /// claims, ≤ 300 s). `None` when the token is garbage (counted as `malformed`).
-pub fn redirect_cookie(h: &Handoff, delivered: &str) -> Option<String> {
+pub(crate) fn redirect_cookie(h: &Handoff, delivered: &str) -> Option<String> {
     match TransferToken::parse(delivered) {
         Ok(t) => {
             let remaining = t.claimed_expiry() as i64 - h.clock.now_secs() as i64;
@@ -249,7 +249,7 @@ async fn spend(
 }
 
 /// Step 7: a replay revokes the lineage when the token's own clients say so
-/// ([`replay_revokes`]), never the replayer's `client_id`.
+/// (`replay_revokes`), never the replayer's `client_id`.
 async fn on_replay(h: &Handoff, ctx: &MintContext, first_web_client: Option<&str>) {
     if !replay_revokes(&h.policy.load().policy, ctx, first_web_client) {
         return;

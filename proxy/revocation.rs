@@ -65,7 +65,7 @@ pub async fn revoke_session(
 }
 
 /// Revokes the session bound to an IdP session cookie hash.
-pub async fn revoke_cookie(
+pub(crate) async fn revoke_cookie(
     h: &Handoff,
     cookie: &SecretHash,
     why: &'static str,
@@ -90,7 +90,7 @@ pub async fn revoke_cookie(
 
 /// Revokes every web session of a subject (all its lineages' sessions); with
 /// `lineages`, the lineages themselves too (no more mints from them).
-pub async fn revoke_subject(
+pub(crate) async fn revoke_subject(
     h: &Handoff,
     sub: &str,
     lineages: bool,

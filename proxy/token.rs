@@ -566,7 +566,7 @@ pub struct CodeOrigin<'a> {
 /// Returns the `Location` to send instead when the redirect must not reach the
 /// client as it is: an authorization response in a form the token endpoint cannot
 /// mediate (fragment, JARM), or a code the store could not record.
-pub async fn track_code(
+pub(crate) async fn track_code(
     h: &Handoff,
     status: u16,
     location: &str,

@@ -12,13 +12,13 @@
 //! - at the exchange, [`hold`] seals it (ChaCha20-Poly1305, key derived from the
 //!   transaction-cookie key, i.e. from the assertion signing key, so every instance
 //!   that shares that key can open it; the lineage and the token's hash are the
-//!   associated data) and keeps it under the lineage ([`Keys::withheld`], TTL: the
+//!   associated data) and keeps it under the lineage (`Keys::withheld`, TTL: the
 //!   session's absolute limit plus [`RETENTION`]), and schedules the lineage at the
-//!   session's expiry ([`Keys::withheld_due`]);
+//!   session's expiry (`Keys::withheld_due`);
 //! - a revocation (session, lineage cascade, subject, back-channel logout, a login
 //!   answered for another subject) schedules the lineage now and wakes the sweeper;
 //! - the sweeper ([`start`], every [`SWEEP_INTERVAL`] and on every wake-up) claims
-//!   the due lineages (atomically: one instance each) and [`settle`]s them: each
+//!   the due lineages (atomically: one instance each) and `settle`s them: each
 //!   token whose session is still alive is scheduled again at the session's current
 //!   expiry (idle time slides); each whose session has ended is unsealed, sent to
 //!   the IdP's revocation endpoint with the web client's credentials and forgotten
@@ -92,7 +92,7 @@ impl SealKey {
     }
 
     /// `base64url(nonce || ciphertext || tag)`, bound to the lineage and the token's hash.
-    pub fn seal(&self, lineage: &LineageId, token: &Secret) -> String {
+    pub(crate) fn seal(&self, lineage: &LineageId, token: &Secret) -> String {
         let nonce = crate::secret::random_bytes::<12>();
         let mut buf = token.expose().as_bytes().to_vec();
         self.0
@@ -107,7 +107,7 @@ impl SealKey {
         URL_SAFE_NO_PAD.encode(out)
     }
 
-    /// Opens what [`SealKey::seal`] sealed for `lineage` and `token` (the hash the
+    /// Opens what `SealKey::seal` sealed for `lineage` and `token` (the hash the
     /// record is stored under); None when anything does not match.
     pub fn open(&self, lineage: &LineageId, token: &SecretHash, sealed: &str) -> Option<Secret> {
         let raw = URL_SAFE_NO_PAD.decode(sealed).ok()?;
@@ -131,7 +131,7 @@ impl SealKey {
 
 /// The RFC 7009 request that revokes `rt` as `web_client` (HTTP Basic with its
 /// configured secret); None when handoff has no credentials for that client.
-pub fn revocation_request(
+pub(crate) fn revocation_request(
     h: &Handoff,
     web_client: &str,
     rt: &Secret,
@@ -295,7 +295,7 @@ pub async fn session_ended(h: &Handoff, lineage: &LineageId) {
 
 /// Revokes `rt` at the IdP in the background (nothing kept: for tokens of sessions
 /// that are already dead, or that could not be kept).
-pub fn revoke_in_background(h: &Handoff, web_client: &str, rt: &Secret) {
+pub(crate) fn revoke_in_background(h: &Handoff, web_client: &str, rt: &Secret) {
     let Some((headers, body)) = revocation_request(h, web_client, rt) else {
         return;
     };
@@ -314,7 +314,7 @@ pub fn revoke_in_background(h: &Handoff, web_client: &str, rt: &Secret) {
 /// Looks at a lineage's withheld tokens: revokes those whose session has ended
 /// (forgetting them once the IdP confirms), and schedules the lineage again for
 /// the rest. Returns how many it revoked.
-pub async fn settle(h: &Handoff, lineage: &LineageId) -> Result<usize, StoreError> {
+pub(crate) async fn settle(h: &Handoff, lineage: &LineageId) -> Result<usize, StoreError> {
     let tokens = h.store.withheld_tokens(lineage).await?;
     if tokens.is_empty() {
         return Ok(0);
@@ -363,7 +363,7 @@ pub async fn settle(h: &Handoff, lineage: &LineageId) -> Result<usize, StoreErro
 
 /// One sweep: claims every due lineage and settles it. Returns how many tokens
 /// were revoked. A lineage whose settling fails is scheduled again.
-pub async fn sweep(h: &Handoff) -> usize {
+pub(crate) async fn sweep(h: &Handoff) -> usize {
     let mut revoked = 0;
     loop {
         let now = h.clock.now_secs();

@@ -82,7 +82,7 @@ pub struct Upstream {
 
 impl Upstream {
     /// Base URL for handoff's own calls to the IdP (`http://host:port`).
-    pub fn base_url(&self) -> String {
+    pub(crate) fn base_url(&self) -> String {
         format!(
             "{}://{}",
             if self.tls { "https" } else { "http" },

@@ -43,7 +43,7 @@ impl Route {
     }
 
     /// The routes whose POST body handoff reads itself.
-    pub fn reads_form(self) -> bool {
+    pub(crate) fn reads_form(self) -> bool {
         matches!(
             self,
             Route::Token | Route::Revocation | Route::BackchannelLogout
@@ -132,7 +132,7 @@ impl Default for Ctx {
 
 impl Ctx {
     /// Whether a transfer session or login transaction is involved in this request.
-    pub fn in_transfer(&self) -> bool {
+    pub(crate) fn in_transfer(&self) -> bool {
         self.tx.is_active() || !self.sessions.is_empty()
     }
 }

@@ -5,19 +5,19 @@
 //!
 //! | phase | what happens | where |
 //! |---|---|---|
-//! | `request_filter` | request hygiene, sorted once: assertion and shadow headers out, ambiguous paths `400`, foreign hosts `421`, client IP, route | [`request`] |
+//! | `request_filter` | request hygiene, sorted once: assertion and shadow headers out, ambiguous paths `400`, foreign hosts `421`, client IP, route | `request` |
 //! | | handoff's JWKS | here |
-//! | | a token in the URL: `303` to the clean URL | [`delivery`] |
-//! | | the Cookie header read once: transfer tokens and the transaction cookie out, session cookies judged | [`cookie_header`], [`crate::session`] |
+//! | | a token in the URL: `303` to the clean URL | `delivery` |
+//! | | the Cookie header read once: transfer tokens and the transaction cookie out, session cookies judged | `cookie_header`, [`crate::session`] |
 //! | | the login transaction continued | [`crate::transaction`] |
-//! | | unmediatable shapes (query, or a body inside a transfer context) | [`body`], [`crate::hygiene`] |
-//! | | redemption | [`delivery`], [`crate::redeem`] |
-//! | | the assertion, the Cookie header written once | here, [`cookie_header`] |
-//! | | token, revocation, logout endpoints | [`endpoints`] |
-//! | `request_body_filter` | no token in a body reaches the IdP | [`body`] |
+//! | | unmediatable shapes (query, or a body inside a transfer context) | `body`, [`crate::hygiene`] |
+//! | | redemption | `delivery`, [`crate::redeem`] |
+//! | | the assertion, the Cookie header written once | here, `cookie_header` |
+//! | | token, revocation, logout endpoints | `endpoints` |
+//! | `request_body_filter` | no token in a body reaches the IdP | `body` |
 //! | `upstream_peer` | the IdP | here |
 //! | `upstream_request_filter` | `Host`/`X-Forwarded-*` as handoff decided; the assertion | here |
-//! | `response_filter` | `Set-Cookie` hardened and bound, the transaction followed or ended, codes recorded, handoff's cookies | [`response`] |
+//! | `response_filter` | `Set-Cookie` hardened and bound, the transaction followed or ended, codes recorded, handoff's cookies | `response` |
 //! | `logging` | per-route latency | here |
 //!
 //! `request_filter` returning `Ok(true)` means handoff answered the request itself.

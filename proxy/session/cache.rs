@@ -119,7 +119,7 @@ impl SessionCache {
     }
 
     /// Forgets one cookie's state (after a revocation).
-    pub fn forget(&self, k: &SecretHash) {
+    pub(crate) fn forget(&self, k: &SecretHash) {
         self.map.lock().unwrap_or_else(|p| p.into_inner()).remove(k);
         self.negative
             .lock()
@@ -129,7 +129,7 @@ impl SessionCache {
 
     /// Stops trusting every entry as fresh (revocations may have been missed), but
     /// keeps them as last known states for a store outage.
-    pub fn invalidate(&self, now_ms: u64) {
+    pub(crate) fn invalidate(&self, now_ms: u64) {
         self.invalidated_ms
             .fetch_max(now_ms, std::sync::atomic::Ordering::SeqCst);
     }

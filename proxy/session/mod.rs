@@ -213,7 +213,7 @@ pub struct LiveSession {
     pub session: WebSession,
 }
 
-/// What a request's IdP session cookies are worth (see [`scan_cookies`]).
+/// What a request's IdP session cookies are worth (see `scan_cookies`).
 #[derive(Debug, Default)]
 pub struct CookieScan {
     /// Live transfer sessions.
@@ -234,7 +234,7 @@ pub struct CookieScan {
 /// expired in the browser too — but not when the store merely could not say (a
 /// store outage must not log users out of sessions that may be perfectly good:
 /// SPEC §5).
-pub async fn scan_cookies(h: &Handoff, cookie_header: &[u8]) -> CookieScan {
+pub(crate) async fn scan_cookies(h: &Handoff, cookie_header: &[u8]) -> CookieScan {
     let cfg = &h.config.session;
     let mut out = CookieScan::default();
     let scans = crate::cookies::scan_session_cookies(

@@ -1,6 +1,6 @@
 //! The embedded in-memory store: one process, same semantics as Redis.
 //!
-//! It is a small key-value map with per-key expiry (read through the [`Clock`]
+//! It is a small key-value map with per-key expiry (read through the `Clock`
 //! seam), laid out with the same [`Keys`] as the Redis store. Each trait method
 //! holds the one lock for its whole body, which is what makes it as atomic as the
 //! Lua scripts of the Redis store. Expired keys are dropped lazily on access and by

@@ -651,7 +651,7 @@ impl Keys {
     }
 
     /// The pub/sub channel revocations are announced on.
-    pub fn revocations_channel(&self) -> String {
+    pub(crate) fn revocations_channel(&self) -> String {
         format!("{}:revocations", self.prefix)
     }
 
@@ -674,7 +674,7 @@ impl Keys {
     /// `ho:whdue` — when each lineage's withheld tokens are next looked at (a
     /// sorted set: lineage → Unix seconds). One key per deployment (on Redis
     /// Cluster it lives on one shard; each instance reads it once per sweep).
-    pub fn withheld_due(&self) -> String {
+    pub(crate) fn withheld_due(&self) -> String {
         format!("{}:whdue", self.prefix)
     }
 

@@ -1,9 +1,9 @@
 //! The Redis store.
 //!
-//! One [`redis::aio::ConnectionManager`] multiplexes every operation over one
+//! One `redis::aio::ConnectionManager` multiplexes every operation over one
 //! connection and reconnects by itself; each operation is bounded by the
 //! configured timeout (default 50 ms), after which the caller fails closed. The
-//! manager lives on a small runtime of its own ([`background_runtime`]) so that
+//! manager lives on a small runtime of its own (`background_runtime`) so that
 //! its connection task outlives any one of pingora's worker runtimes.
 //!
 //! After an outage the first request must not pay for the dead connection: a
@@ -145,7 +145,7 @@ return redis.call('SMEMBERS', KEYS[2])
 "#;
 
 /// A process-wide runtime for store connections (two threads).
-pub fn background_runtime() -> &'static tokio::runtime::Runtime {
+pub(crate) fn background_runtime() -> &'static tokio::runtime::Runtime {
     static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
     RT.get_or_init(|| {
         tokio::runtime::Builder::new_multi_thread()

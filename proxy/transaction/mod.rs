@@ -17,7 +17,7 @@
 //! It is bound to the client IP: a copy replayed from elsewhere does nothing.
 
 //!
-//! This module is the flow: [`continue_from_cookie`] (a request that carries the
+//! This module is the flow: `continue_from_cookie` (a request that carries the
 //! cookie) and [`start`] (after a successful redemption); the data and the
 //! [`TxState`] machine are in `state`.
 
@@ -33,7 +33,7 @@ use std::net::IpAddr;
 /// hop. The state says whether this request may assert, may only bind, or ends it.
 /// `hop` is the request's canonical path and query: off the transaction's redirect
 /// chain (see [`Transaction::next`]) the request only binds, and spends no hop.
-pub async fn continue_from_cookie(
+pub(crate) async fn continue_from_cookie(
     h: &Handoff,
     sealed: &str,
     client_ip: IpAddr,

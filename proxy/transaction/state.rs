@@ -54,7 +54,7 @@ pub struct Transaction {
 
 impl Transaction {
     /// A new transaction id.
-    pub fn new_id() -> String {
+    pub(crate) fn new_id() -> String {
         random_id()
     }
 }
@@ -88,14 +88,14 @@ impl TxKey {
     /// 32 bytes of key material for another use of the same secret (HMAC of
     /// `label` under this key: a different label, an unrelated key), so every
     /// instance that shares the signing key derives the same one.
-    pub fn subkey(&self, label: &[u8]) -> [u8; 32] {
+    pub(crate) fn subkey(&self, label: &[u8]) -> [u8; 32] {
         let mut out = [0u8; 32];
         out.copy_from_slice(hmac::sign(&self.0, label).as_ref());
         out
     }
 
     /// `base64url(json).base64url(hmac)`.
-    pub fn seal(&self, tx: &Transaction) -> String {
+    pub(crate) fn seal(&self, tx: &Transaction) -> String {
         let body = URL_SAFE_NO_PAD.encode(serde_json::to_vec(tx).expect("transactions serialize"));
         let tag = hmac::sign(&self.0, body.as_bytes());
         format!("{body}.{}", URL_SAFE_NO_PAD.encode(tag.as_ref()))
@@ -218,7 +218,7 @@ pub enum TxCookie<'a> {
 
 impl TxState {
     /// The transaction whose hops carry an assertion.
-    pub fn asserting(&self) -> Option<&Transaction> {
+    pub(crate) fn asserting(&self) -> Option<&Transaction> {
         match self {
             TxState::Continued { tx, .. } | TxState::Started { tx } => Some(tx),
             _ => None,
@@ -234,13 +234,13 @@ impl TxState {
     }
 
     /// Whether a transaction is running (asserting or binding).
-    pub fn is_active(&self) -> bool {
+    pub(crate) fn is_active(&self) -> bool {
         self.binding().is_some()
     }
 
     /// A redemption attempt replaces the running transaction: whatever happens next
     /// is the new token's doing, but a session set now still gets bound.
-    pub fn redemption_attempt(&mut self) {
+    pub(crate) fn redemption_attempt(&mut self) {
         if let TxState::Continued { tx, .. } = self {
             let tx = tx.clone();
             *self = TxState::BindOnly { tx, expire: false };
@@ -254,7 +254,7 @@ impl TxState {
 
     /// The IdP answered this hop with a redirect to `next` (a canonical path on the
     /// public host): only that path may carry the assertion next.
-    pub fn follow(&mut self, next: &str) {
+    pub(crate) fn follow(&mut self, next: &str) {
         match self {
             TxState::Started { tx } => tx.next = Some(next.to_string()),
             TxState::Continued { tx, moved } if tx.next.as_deref() != Some(next) => {

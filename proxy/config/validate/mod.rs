@@ -230,7 +230,7 @@ pub(super) mod testing {
 
     /// Asserts that each `(tail, key, reason)`, written under `[section]`, is refused
     /// first with `key` and a reason that starts with `reason`.
-    pub fn assert_refused(section: &str, cases: &[(&str, &str, &str)]) {
+    pub(crate) fn assert_refused(section: &str, cases: &[(&str, &str, &str)]) {
         for (tail, key, reason) in cases {
             let e = err(&format!("{MIN}[{section}]\n{tail}\n"));
             assert_eq!(e.key, *key, "{tail}: {e}");
