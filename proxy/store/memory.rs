@@ -126,6 +126,15 @@ pub struct MemoryStore {
 }
 
 impl MemoryStore {
+    /// Writes one record under `key` (refused, changing nothing, when full).
+    fn put_one(&self, key: String, value: String, ttl: Duration) -> Result<(), StoreError> {
+        let now = self.clock.now_ms();
+        let mut m = self.lock();
+        m.room(&[&key], now)?;
+        m.set(key, value, now, ttl);
+        Ok(())
+    }
+
     /// An empty store reading time from `clock`, capped at [`DEFAULT_MAX_ENTRIES`].
     pub fn new(clock: SharedClock) -> Self {
         Self::with_max_entries(clock, DEFAULT_MAX_ENTRIES)
@@ -317,12 +326,7 @@ impl Store for MemoryStore {
         rec: &CodeRecord,
         ttl: Duration,
     ) -> Result<(), StoreError> {
-        let now = self.clock.now_ms();
-        let key = self.keys.code(code);
-        let mut m = self.lock();
-        m.room(&[&key], now)?;
-        m.set(key, encode(rec), now, ttl);
-        Ok(())
+        self.put_one(self.keys.code(code), encode(rec), ttl)
     }
 
     async fn take_code(&self, code: &SecretHash) -> Result<Option<CodeRecord>, StoreError> {
@@ -338,12 +342,7 @@ impl Store for MemoryStore {
         info: &RefreshTokenInfo,
         ttl: Duration,
     ) -> Result<(), StoreError> {
-        let now = self.clock.now_ms();
-        let key = self.keys.refresh(token);
-        let mut m = self.lock();
-        m.room(&[&key], now)?;
-        m.set(key, encode(info), now, ttl);
-        Ok(())
+        self.put_one(self.keys.refresh(token), encode(info), ttl)
     }
 
     async fn link_idp_session(
@@ -352,12 +351,7 @@ impl Store for MemoryStore {
         link: &SessionLink,
         ttl: Duration,
     ) -> Result<(), StoreError> {
-        let now = self.clock.now_ms();
-        let key = self.keys.idp_sid(idp_sid);
-        let mut m = self.lock();
-        m.room(&[&key], now)?;
-        m.set(key, encode(link), now, ttl);
-        Ok(())
+        self.put_one(self.keys.idp_sid(idp_sid), encode(link), ttl)
     }
 
     async fn idp_session(&self, idp_sid: &str) -> Result<Option<SessionLink>, StoreError> {
