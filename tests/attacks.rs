@@ -21,6 +21,16 @@ async fn world(redis: bool) -> World {
     World::with(redis, IdpOptions::default(), opts()).await
 }
 
+/// Deletes handoff's record of an authorization code, as if its redirect had come
+/// back where handoff could not see it (a form_post page, a fragment).
+fn forget_code(w: &World, code: &str) {
+    let mut c = w.redis.as_ref().unwrap().conn();
+    let key =
+        handoff::store::Keys::new("ho").code(&handoff::secret::SecretHash::of(code.as_bytes()));
+    let removed: i64 = redis::cmd("DEL").arg(&key).query(&mut c).unwrap();
+    assert_eq!(removed, 1, "{key}");
+}
+
 /// The last request the IdP received.
 fn last_seen(w: &World) -> support::idp::RecordedRequest {
     w.idp
@@ -490,11 +500,7 @@ async fn unrecorded_codes_of_transfer_logins_lose_their_refresh_token() {
     let mut w = world(true).await;
     let a = Client::device_a();
     let (_, code) = w.login(&a, "alice").await;
-    let mut c = w.redis.as_ref().unwrap().conn();
-    let key =
-        handoff::store::Keys::new("ho").code(&handoff::secret::SecretHash::of(code.as_bytes()));
-    let removed: i64 = redis::cmd("DEL").arg(&key).query(&mut c).unwrap();
-    assert_eq!(removed, 1, "{key}");
+    forget_code(&w, &code);
     let r = a
         .post_form(&w.hd.url("/oauth/token"), &code_exchange(&code), &[])
         .await;
@@ -617,10 +623,7 @@ async fn unattributable_callers_do_not_escape_mediation() {
     let basic = base64::engine::general_purpose::STANDARD.encode("web-app:secret");
     for scheme in ["basic", "BASIC"] {
         let (_, code) = w.login(&a, "alice").await;
-        let mut c = w.redis.as_ref().unwrap().conn();
-        let key =
-            handoff::store::Keys::new("ho").code(&handoff::secret::SecretHash::of(code.as_bytes()));
-        let _: i64 = redis::cmd("DEL").arg(&key).query(&mut c).unwrap();
+        forget_code(&w, &code);
         let auth = format!("{scheme} {basic}");
         let r = a
             .post_form(
@@ -713,11 +716,7 @@ async fn an_unclassifiable_unrecorded_exchange_gets_no_refresh_token_even_where_
     let mut w = World::with(true, idp, options(rules("allow_refresh_token = true"), "")).await;
     let a = Client::device_a();
     let (_, code) = w.login(&a, "alice").await;
-    let mut c = w.redis.as_ref().unwrap().conn();
-    let key =
-        handoff::store::Keys::new("ho").code(&handoff::secret::SecretHash::of(code.as_bytes()));
-    let removed: i64 = redis::cmd("DEL").arg(&key).query(&mut c).unwrap();
-    assert_eq!(removed, 1);
+    forget_code(&w, &code);
     let r = a
         .post_form(&w.hd.url("/oauth/token"), &code_exchange(&code), &[])
         .await;
