@@ -72,7 +72,7 @@ fn b64url(b: u8) -> bool {
 /// True when `name`, with `_` read as `-` and case ignored, is one of `protected`
 /// (lower-case names) but is not spelled exactly like it: a header some servers
 /// would read as the protected one.
-pub fn shadows(name: &str, protected: &[&str]) -> bool {
+pub fn shadows(name: &str, protected: &[impl AsRef<str>]) -> bool {
     if !name.contains('_') {
         return false;
     }
@@ -86,7 +86,7 @@ pub fn shadows(name: &str, protected: &[&str]) -> bool {
             }
         })
         .collect();
-    protected.iter().any(|p| *p == folded)
+    protected.iter().any(|p| p.as_ref() == folded)
 }
 
 /// True for raw paths that routers read differently: `;` (path parameters),

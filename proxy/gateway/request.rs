@@ -18,6 +18,9 @@ pub(super) struct Routes {
     revocation: String,
     backchannel_logout: String,
     redemption: Vec<String>,
+    /// Header names (lower-case) whose `_` spellings are dropped: computed once,
+    /// not per request.
+    protected_headers: Vec<String>,
 }
 
 impl Routes {
@@ -30,6 +33,13 @@ impl Routes {
             revocation: c(&h.config.paths.revocation),
             backchannel_logout: c(&h.config.backchannel_logout.path),
             redemption: h.config.paths.redemption.iter().map(|p| c(p)).collect(),
+            protected_headers: hygiene::FORWARDING_HEADERS
+                .iter()
+                .chain(hygiene::ROUTING_HEADERS)
+                .chain(hygiene::REWRITE_HEADERS)
+                .map(|n| n.to_string())
+                .chain([h.config.assertion.header.to_ascii_lowercase()])
+                .collect(),
         }
     }
 
@@ -61,7 +71,7 @@ pub(super) fn sort(
     session: &mut Session,
     ctx: &mut Ctx,
 ) -> Option<u16> {
-    strip_headers(h, session.req_header_mut());
+    strip_headers(h, &routes.protected_headers, session.req_header_mut());
     let req = session.req_header();
     let raw_path = req.uri.path();
     if hygiene::ambiguous_path(raw_path) || hygiene::contains_stt(raw_path.as_bytes()) {
@@ -88,16 +98,11 @@ pub(super) fn sort(
 /// Drops every header the IdP must not hear from a client: the assertion header
 /// (invariant 5) and its `_` spellings, forwarding and rerouting headers, any
 /// header carrying a token-shaped value, a `Referer` naming the token parameter.
-fn strip_headers(h: &Handoff, req: &mut RequestHeader) {
+fn strip_headers(h: &Handoff, protected: &[String], req: &mut RequestHeader) {
     while req
         .remove_header(h.config.assertion.header.as_str())
         .is_some()
     {}
-    let assertion = h.config.assertion.header.to_ascii_lowercase();
-    let mut protected: Vec<&str> = hygiene::FORWARDING_HEADERS.to_vec();
-    protected.extend_from_slice(hygiene::ROUTING_HEADERS);
-    protected.extend_from_slice(hygiene::REWRITE_HEADERS);
-    protected.push(&assertion);
     let param = h.config.names.query_param.as_bytes();
     let drop: Vec<http::HeaderName> = req
         .headers
@@ -113,7 +118,7 @@ fn strip_headers(h: &Handoff, req: &mut RequestHeader) {
                     .windows(param.len())
                     .any(|w| w.eq_ignore_ascii_case(param));
             n != "cookie"
-                && (hygiene::shadows(n, &protected)
+                && (hygiene::shadows(n, protected)
                     || routing
                     || referer_leak
                     || hygiene::contains_stt(value.as_bytes()))
